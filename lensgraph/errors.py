@@ -53,3 +53,13 @@ class WeightsError(LensgraphError):
     """A state dict or weight file does not fit the architecture or cannot be found."""
 
     status, code = 500, "weights_error"
+
+
+class WeightsNotFound(WeightsError):
+    """The weights a model card asks for are not where it says; the message says what to provide."""
+
+    code = "weights_not_found"
+
+
+class ChecksumMismatch(WeightsError):
+    code = "checksum_mismatch"

@@ -1,0 +1,46 @@
+# lensgraph: two commands for a fresh machine, `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# Assets (weights, sample images) live outside the repository; point at ../shared/assets when it exists.
+ifeq ($(origin LENSGRAPH_ASSETS), undefined)
+  ifneq ($(wildcard ../shared/assets),)
+    LENSGRAPH_ASSETS := $(abspath ../shared/assets)
+  endif
+endif
+export LENSGRAPH_ASSETS
+LENSGRAPH_MODEL_REPOSITORY ?= $(abspath model_repository)
+export LENSGRAPH_MODEL_REPOSITORY
+
+PYTEST_ARGS ?=
+
+.PHONY: setup models run test clean help
+
+help:
+	@echo "make run    - install, build the model repository, start the service on :8000"
+	@echo "make test   - install, build the model repository, run the test suite"
+	@echo "make models - (re)build the model repository from configs/models.yaml"
+	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
+
+setup: $(VENV)/.stamp-setup
+
+# Re-runs only when pyproject.toml changes; the stamp makes a no-op setup take milliseconds.
+$(VENV)/.stamp-setup: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[build,dev]'
+	@touch $@
+
+models: setup
+	$(BIN)/lensgraph models build
+
+run: setup models
+	$(BIN)/serve run serve_config.yaml
+
+test: setup models
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf model_repository reports .pytest_cache

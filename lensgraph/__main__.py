@@ -1,0 +1,5 @@
+import sys
+
+from lensgraph.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``lensgraph`` command line: one module per sub-command."""

@@ -1,0 +1,1 @@
+"""ONNX export: torch modules (ours or a user's) and imported ONNX files, with preprocessing baked in."""

@@ -1,0 +1,220 @@
+"""``lensgraph models build``: turn ``configs/models.yaml`` into a model repository.
+
+Each model is built on its own: missing weights are reported with what to provide and the other
+models still build. A model is rebuilt only when its fingerprint (spec + weight checksums) changed.
+Every artefact is written to a scratch folder and moved into place whole, so a failed build never
+leaves a half-written model that serving could pick up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lensgraph import __version__
+from lensgraph.errors import LensgraphError, WeightsNotFound
+from lensgraph.repository import store
+from lensgraph.repository.fingerprint import fingerprint
+from lensgraph.repository.spec import ModelSpec
+from lensgraph.repository.weights import WeightSource, resolve, sha256_file
+
+
+@dataclass
+class BuildResult:
+    name: str
+    status: str  # built | up-to-date | missing | failed
+    message: str = ""
+    directory: Path | None = None
+
+
+def build_all(
+    specs: dict[str, ModelSpec],
+    root: Path,
+    config_dir: Path,
+    only: list[str] | None = None,
+    force: bool = False,
+    command: str = "lensgraph models build",
+) -> list[BuildResult]:
+    unknown = sorted(set(only or []) - set(specs))
+    results = [BuildResult(n, "failed", f"no model {n!r} in the config; known: {sorted(specs)}") for n in unknown]
+    for name, spec in specs.items():
+        if only and name not in only:
+            continue
+        results.append(build_one(spec, root, config_dir, force=force, command=command))
+    return results
+
+
+def build_one(spec: ModelSpec, root: Path, config_dir: Path, force: bool = False, command: str = "") -> BuildResult:
+    try:
+        weight_source, weight_path, labels_path, checksums = resolve_spec_inputs(spec, config_dir)
+    except WeightsNotFound as exc:
+        hint = f"; {spec.weights_hint}" if spec.weights_hint else ""
+        return BuildResult(spec.name, "missing", exc.message + hint)
+    except LensgraphError as exc:
+        return BuildResult(spec.name, "failed", exc.message)
+
+    target = root / spec.name / str(spec.version)
+    spec_dict = spec.model_dump(mode="json")
+    print_ = fingerprint(spec_dict, checksums)
+    if not force and (target / store.MODEL_FILE).is_file():
+        try:
+            if store.read_card(target).get("build", {}).get("fingerprint") == print_:
+                return BuildResult(spec.name, "up-to-date", "", target)
+        except (OSError, yaml.YAMLError):
+            pass
+
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=root))
+    try:
+        write_artifact(spec, weight_source, weight_path, labels_path, checksums, scratch, print_, command)
+        _replace_dir(scratch, target)
+    except LensgraphError as exc:
+        return BuildResult(spec.name, "failed", exc.message)
+    except Exception as exc:  # an export can fail in many ways; report it, build the rest
+        return BuildResult(spec.name, "failed", f"{type(exc).__name__}: {exc}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return BuildResult(spec.name, "built", "", target)
+
+
+def write_artifact(
+    spec: ModelSpec,
+    source: WeightSource,
+    weights: Path | None,
+    labels: Path | None,
+    checksums: dict[str, str | None],
+    out_dir: Path,
+    fingerprint_: str,
+    command: str,
+) -> dict[str, Any]:
+    """model.onnx, labels.txt and the model.yaml card into ``out_dir``; returns the card."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = _produce(spec, source, weights, out_dir / store.MODEL_FILE)
+    if labels is not None:
+        shutil.copyfile(labels, out_dir / store.LABELS_FILE)
+    card = _card(spec, source, checksums, report, fingerprint_, command)
+    (out_dir / store.CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False, width=120))
+    return card
+
+
+def resolve_spec_inputs(spec: ModelSpec, config_dir: Path):
+    """Weight source, local weight file, labels file and checksums for a spec (may raise WeightsNotFound)."""
+    source, path, checksums = _resolve_inputs(spec, config_dir)
+    labels = _resolve_labels(spec, config_dir)
+    if labels is not None:
+        checksums["labels"] = sha256_file(labels)
+    return source, path, labels, checksums
+
+
+def _resolve_inputs(spec: ModelSpec, config_dir: Path) -> tuple[WeightSource, Path | None, dict[str, str | None]]:
+    source = WeightSource.parse(spec.onnx or spec.weights or "", spec.sha256)
+    path = resolve(source, base_dir=config_dir)
+    checksums: dict[str, str | None] = {"weights": sha256_file(path) if path else f"random:{source.seed}"}
+    if spec.model_file:
+        model_file = _local(spec.model_file, config_dir)
+        if not model_file.is_file():
+            raise WeightsNotFound(f"model_file {model_file} does not exist")
+        checksums["model_file"] = sha256_file(model_file)
+    return source, path, checksums
+
+
+def _resolve_labels(spec: ModelSpec, config_dir: Path) -> Path | None:
+    if not spec.labels:
+        return None
+    return resolve(WeightSource.parse(spec.labels), base_dir=config_dir)
+
+
+def _local(path: str, base: Path) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: Path):
+    from lensgraph.export.artifacts import export_torch, import_onnx
+
+    normalization = None
+    if spec.input_normalization:
+        normalization = (spec.input_normalization.mean, spec.input_normalization.std)
+    if spec.onnx:
+        assert weights is not None and normalization is not None
+        return import_onnx(weights, out, normalization[0], normalization[1], spec.output_names)
+
+    from lensgraph.export.torch_models import instantiate, load_weights, serving_input
+
+    module = instantiate(
+        spec.architecture,
+        spec.architecture_args,
+        Path(spec.model_file).expanduser() if spec.model_file else None,
+        spec.class_name,
+        spec.init_args,
+        seed=source.seed,
+    )
+    load_weights(module, weights, source.describe())
+    model = serving_input(module, spec.architecture, spec.input_shape, normalization)
+    report = export_torch(
+        model.module,
+        out,
+        model.image_shape,
+        model.mean,
+        model.std,
+        spec.output_names,
+        classifier=spec.task == "classification",
+        bake_resize=spec.bake_resize,
+    )
+    host = getattr(module, "preprocessing", None)
+    if isinstance(host, dict):
+        report.settings["host_preprocessing"] = {k: v for k, v in host.items() if k not in ("mean", "std")}
+    return report
+
+
+def _card(spec: ModelSpec, source: WeightSource, checksums: dict, report, print_: str, command: str) -> dict[str, Any]:
+    """The model card: everything a user needs to trust (or distrust) what is served."""
+    return {
+        "name": spec.name,
+        "version": spec.version,
+        "task": spec.task,
+        "description": spec.description,
+        "architecture": spec.architecture or (f"{spec.model_file}:{spec.class_name}" if spec.model_file else "onnx"),
+        "architecture_args": spec.architecture_args or spec.init_args,
+        "weights": {
+            "source": source.describe(),
+            "sha256": checksums.get("weights"),
+            "real": source.is_real,
+            "note": "" if source.is_real else "seeded random weights: predictions are meaningless",
+        },
+        "inputs": report.inputs,
+        "outputs": report.outputs,
+        "preprocessing": {
+            "in_graph": report.settings.get("normalization_in_graph"),
+            "resize_in_graph": report.settings.get("resize_in_graph", False),
+            "layout": "NHWC uint8 RGB" if report.inputs[0]["shape"][-1] == 3 else "NHWC uint8 grayscale",
+            **({"before_graph": report.settings["host_preprocessing"]} if "host_preprocessing" in report.settings else {}),
+        },
+        "labels": store.LABELS_FILE if spec.labels else None,
+        "options": spec.options,
+        "export": {k: v for k, v in report.settings.items() if k not in ("normalization_in_graph", "host_preprocessing")},
+        "parity": {"max_abs_diff": report.parity_max_abs_diff, "tolerance": 1e-4, "inputs": report.parity_inputs},
+        "build": {
+            "command": command,
+            "fingerprint": print_,
+            "lensgraph": __version__,
+            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "spec": spec.model_dump(mode="json", exclude_defaults=True),
+        },
+    }
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".old-{target.name}")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    new.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

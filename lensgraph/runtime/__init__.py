@@ -1,0 +1,1 @@
+"""ONNX Runtime sessions configured the way a serving replica needs them."""

@@ -1,0 +1,49 @@
+"""Shared fixtures: where the assets are, and a model repository built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _assets() -> Path | None:
+    value = os.environ.get("LENSGRAPH_ASSETS") or str(ROOT.parent / "shared" / "assets")
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """The real assets folder. Skips locally when absent; in CI (CI=true) its absence is a failure."""
+    path = _assets()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("LENSGRAPH_ASSETS is not set to an existing folder in CI")
+        pytest.skip("assets folder not available (set LENSGRAPH_ASSETS)")
+    os.environ["LENSGRAPH_ASSETS"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def repository(assets: Path) -> Path:
+    """The model repository `make models` built; built here into a temp folder when missing."""
+    from lensgraph.repository.build import build_all
+    from lensgraph.repository.spec import load_models_config
+    from lensgraph.repository.store import versions
+
+    root = Path(os.environ.get("LENSGRAPH_MODEL_REPOSITORY") or ROOT / "model_repository")
+    specs = load_models_config(ROOT / "configs" / "models.yaml")
+    if all(versions(root, name) for name in ("classifier", "face_detector", "landmarks")):
+        return root
+    results = build_all(specs, root, ROOT / "configs")
+    failed = [r for r in results if r.status == "failed"]
+    assert not failed, failed
+    return root
+
+
+def read_asset(assets: Path, relative: str) -> bytes:
+    return (assets / relative).read_bytes()
