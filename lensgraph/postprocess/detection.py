@@ -1,0 +1,102 @@
+"""UltraFace (RFB-320/640) outputs -> face boxes in original image pixels.
+
+The exported detector already decodes anchors and softmaxes scores, so what is left is
+thresholding, scaling the normalised corners to the image and non-maximum suppression. NMS is
+OpenCV's ``cv2.dnn.NMSBoxes`` (exact IoU on float boxes, strict ``score > threshold``) rather
+than a hand-written loop, so there is one well-tested implementation to trust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from lensgraph.errors import InvalidRequest
+
+__all__ = ["FaceBox", "decode_ultraface"]
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """One detected face: corners in original image pixels and the face probability."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+
+    @property
+    def width(self) -> float:
+        return self.x2 - self.x1
+
+    @property
+    def height(self) -> float:
+        return self.y2 - self.y1
+
+    def xyxy(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+    def to_dict(self) -> dict[str, float]:
+        return {key: float(value) for key, value in asdict(self).items()}
+
+
+def decode_ultraface(
+    scores: np.ndarray,
+    boxes: np.ndarray,
+    image_width: int,
+    image_height: int,
+    score_threshold: float = 0.7,
+    iou_threshold: float = 0.3,
+    max_faces: int = 100,
+) -> list[FaceBox]:
+    """Faces from UltraFace outputs, best first.
+
+    ``scores`` is ``[N, 2]`` (column 1 = face probability) and ``boxes`` ``[N, 4]`` normalised
+    ``x1, y1, x2, y2``; a leading batch axis of 1 is accepted. Faces need a score strictly
+    above ``score_threshold``; overlapping ones (IoU above ``iou_threshold``) are suppressed,
+    at most ``max_faces`` are kept, and the kept boxes are clipped to the image.
+    """
+    _check_unit("score_threshold", score_threshold)
+    _check_unit("iou_threshold", iou_threshold)
+    if isinstance(max_faces, bool) or not isinstance(max_faces, (int, np.integer)) or max_faces < 1:
+        raise InvalidRequest(f"max_faces must be a positive integer, got {max_faces!r}.")
+    if image_width < 1 or image_height < 1:
+        raise ValueError(f"image size must be positive, got {image_width}x{image_height}")
+    face_prob, corners = _as_arrays(scores, boxes)
+    keep = face_prob > score_threshold
+    if not np.any(keep):
+        return []
+    face_prob, corners = face_prob[keep], corners[keep]
+    pixels = corners * np.array([image_width, image_height, image_width, image_height], np.float64)
+    xywh = np.column_stack([pixels[:, :2], pixels[:, 2:] - pixels[:, :2]])
+    picked = cv2.dnn.NMSBoxes(
+        xywh, face_prob.astype(np.float32), score_threshold, iou_threshold, top_k=int(max_faces)
+    )
+    order = sorted(np.asarray(picked, dtype=np.int64).reshape(-1), key=lambda i: -face_prob[i])
+    return [_clipped(pixels[i], float(face_prob[i]), image_width, image_height) for i in order]
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float, np.floating)) and 0.0 <= float(value) <= 1.0):
+        raise InvalidRequest(f"{name} must be a number between 0 and 1, got {value!r}.")
+
+
+def _as_arrays(scores: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64)
+    b = np.asarray(boxes, dtype=np.float64)
+    if s.ndim == 3 and s.shape[0] == 1:
+        s = s[0]
+    if b.ndim == 3 and b.shape[0] == 1:
+        b = b[0]
+    if s.ndim != 2 or s.shape[1] != 2 or b.shape != (s.shape[0], 4):
+        raise ValueError(f"expected scores [N,2] and boxes [N,4], got {s.shape} and {b.shape}")
+    return s[:, 1], b
+
+
+def _clipped(xyxy: np.ndarray, score: float, width: int, height: int) -> FaceBox:
+    x1, x2 = np.clip(xyxy[[0, 2]], 0.0, float(width))
+    y1, y2 = np.clip(xyxy[[1, 3]], 0.0, float(height))
+    return FaceBox(float(x1), float(y1), float(x2), float(y2), score)
