@@ -7,9 +7,9 @@ import sys
 
 from lensgraph.errors import LensgraphError
 
-from . import export_cmd, models_cmd
+from . import client_cmd, export_cmd, models_cmd
 
-COMMANDS = (models_cmd, export_cmd)
+COMMANDS = (models_cmd, export_cmd, client_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

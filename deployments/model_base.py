@@ -1,0 +1,164 @@
+"""What every model deployment shares: an ONNX Runtime session from the model repository, dynamic
+batching through ``@serve.batch``, live batching settings from ``user_config``, a real health check.
+
+A model deployment subclasses ``BatchedModel``, names its settings class and implements
+``run_batch(items) -> results``: plain numpy and ONNX Runtime, no Ray inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+from lensgraph import settings as lg_settings
+from lensgraph.errors import ModelUnavailable
+from lensgraph.repository.store import ModelEntry, find_model
+from lensgraph.runtime.session import SessionConfig, create_session, default_threads
+
+logger = logging.getLogger("ray.serve")
+
+
+class ModelSettings(BaseModel):
+    """``user_config`` of a model deployment; changes apply to live replicas without a restart."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
+    intra_op_threads: int | None = Field(None, ge=1, le=256, description="default: the replica's num_cpus")
+    inter_op_threads: int = Field(1, ge=1, le=64)
+    graph_optimization: str = Field("all", pattern="^(disable|basic|extended|all)$")
+    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
+
+    def session_config(self) -> SessionConfig:
+        return SessionConfig(
+            intra_op_threads=self.intra_op_threads or default_threads(),
+            inter_op_threads=self.inter_op_threads,
+            graph_optimization=self.graph_optimization,
+            providers=tuple(self.providers),
+        )
+
+
+class BatchedModel:
+    """Base of the model deployments (not a deployment itself)."""
+
+    settings_class: ClassVar[type[ModelSettings]] = ModelSettings
+
+    def __init__(self, model_name: str, repository: str | None = None, version: int | None = None) -> None:
+        self.model_name = model_name
+        self.entry: ModelEntry | None = None
+        self.unavailable_reason = ""
+        try:
+            self.entry = find_model(lg_settings.model_repository_dir(repository), model_name, version)
+        except ModelUnavailable as exc:
+            # Stay up without the model: its routes answer 503 with this reason, the others keep serving.
+            self.unavailable_reason = exc.message
+            logger.warning("%s unavailable: %s", model_name, exc.message)
+        self.settings = self.settings_class()
+        self._session_config: SessionConfig | None = None
+        self.session = None
+        # One inference thread: batches run one after another while the event loop keeps queueing.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model_name}-ort")
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self.items_served = 0
+        self.started_at = time.time()
+        self._apply(self.settings)
+
+    # -- configuration -------------------------------------------------------------------------
+    def reconfigure(self, user_config: dict[str, Any] | None) -> None:
+        """Serve calls this with ``user_config`` at start and on every config change."""
+        self._apply(self.settings_class.model_validate(user_config or {}))
+
+    def _apply(self, new: ModelSettings) -> None:
+        session_config = new.session_config()
+        if self.entry is not None and session_config != self._session_config:
+            self.session = create_session(self.entry.onnx_path, session_config)
+            self._session_config = session_config
+            self._input_name = self.session.get_inputs()[0].name
+        self._infer.set_max_batch_size(new.max_batch_size)
+        self._infer.set_batch_wait_timeout_s(new.batch_wait_timeout_s)
+        self.settings = new
+        logger.info("%s: settings %s", self.model_name, new.model_dump())
+
+    def require_model(self) -> ModelEntry:
+        if self.entry is None:
+            raise ModelUnavailable(f"{self.model_name} is unavailable: {self.unavailable_reason}")
+        return self.entry
+
+    # -- batching ------------------------------------------------------------------------------
+    async def infer(self, item: Any) -> Any:
+        """Queue one item for the next batch (fails fast when the model is unavailable)."""
+        self.require_model()
+        return await self._infer(item)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _infer(self, items: list[Any]) -> list[Any]:
+        self.batch_sizes[len(items)] += 1
+        self.items_served += len(items)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.run_batch, items)
+
+    def run_batch(self, items: list[Any]) -> list[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run_session(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self._input_name: batch})
+
+    # -- observability -------------------------------------------------------------------------
+    async def check_health(self) -> None:
+        """Runs the real session on one blank input; raising marks the replica unhealthy.
+
+        A replica without its model is healthy (it answers 503 with the reason); restarting it
+        would not bring the model back.
+        """
+        if self.entry is None:
+            return
+        spec = self.entry.input_spec()
+        shape = [1 if i == 0 else (64 if isinstance(d, str) else int(d)) for i, d in enumerate(spec["shape"])]
+        blank = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
+        loop = asyncio.get_running_loop()
+        outputs = await asyncio.wait_for(loop.run_in_executor(self._executor, self.run_session, blank), timeout=30)
+        if not outputs or not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
+            raise RuntimeError(f"{self.entry.name}: health probe produced no or non-finite outputs")
+
+    def info(self) -> dict[str, Any]:
+        if self.entry is None:
+            return {"name": self.model_name, "available": False, "reason": self.unavailable_reason}
+        card = self.entry.card
+        return {
+            "available": True,
+            "name": self.entry.name,
+            "version": self.entry.version,
+            "task": card.get("task"),
+            "description": card.get("description", ""),
+            "architecture": card.get("architecture"),
+            "weights": card.get("weights", {}),
+            "inputs": card.get("inputs", []),
+            "outputs": card.get("outputs", []),
+            "preprocessing": card.get("preprocessing", {}),
+            "batching": {
+                "max_batch_size": self.settings.max_batch_size,
+                "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
+            },
+            "runtime": {
+                "intra_op_threads": self._session_config.intra_op_threads,
+                "inter_op_threads": self._session_config.inter_op_threads,
+                "graph_optimization": self._session_config.graph_optimization,
+                "providers": self.session.get_providers(),
+            },
+            "replica": {
+                "pid": os.getpid(),
+                "items_served": self.items_served,
+                "batch_size_counts": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                "uptime_s": round(time.time() - self.started_at, 1),
+            },
+        }
