@@ -14,6 +14,10 @@ export LENSGRAPH_ASSETS
 LENSGRAPH_MODEL_REPOSITORY ?= $(abspath model_repository)
 export LENSGRAPH_MODEL_REPOSITORY
 
+# Ray Serve's process environment (throughput settings, gRPC message limit): one file for all.
+include configs/serve.env
+export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' configs/serve.env)
+
 PYTEST_ARGS ?=
 
 .PHONY: setup models run test clean help

@@ -1,0 +1,191 @@
+"""A private Ray cluster on this machine, driven through the ``ray``/``serve`` CLIs.
+
+Tests and the multi-node demo need what a user's cluster has: a head node with the dashboard
+(``serve deploy`` and live config updates go through it), worker nodes that can be killed, and
+clean teardown. Every node is its own ``ray start --block`` process group on 127.0.0.1 with
+token authentication, so nothing outside the loopback interface is involved and teardown
+kills exactly what was started. No Ray import: only subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass
+class Node:
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class LocalCluster:
+    head_cpus: float = 2
+    env: dict[str, str] = field(default_factory=dict)
+    head_resources: dict[str, float] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="lg-ray-"))
+        self.token = secrets.token_hex(16)
+        self._env = {
+            **os.environ,
+            **self.env,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _start(self, name: str, args: list[str]) -> Node:
+        log = self.workdir / f"{name}.log"
+        handle = open(log, "wb")
+        process = subprocess.Popen(
+            [_bin("ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
+            stdout=handle, stderr=subprocess.STDOUT, env=self._env, start_new_session=True,
+        )
+        node = Node(name, process, log)
+        self.nodes.append(node)
+        return node
+
+    def start_head(self, timeout: float = 90) -> Node:
+        import json
+
+        args = [
+            "--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
+            "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.head_cpus}",
+            f"--temp-dir={self.workdir / 'ray'}",
+        ]
+        if self.head_resources:
+            args.append(f"--resources={json.dumps(self.head_resources)}")
+        head = self._start("head", args)
+        self._wait(lambda: self._dashboard_up(), timeout, "the head node's dashboard", head)
+        return head
+
+    def add_worker(self, name: str, num_cpus: float, resources: dict[str, float] | None = None,
+                   labels: dict[str, str] | None = None) -> Node:
+        import json
+
+        args = [f"--address={self.address}", f"--num-cpus={num_cpus}"]
+        if resources:
+            args.append(f"--resources={json.dumps(resources)}")
+        if labels:
+            args.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
+        return self._start(name, args)
+
+    def _dashboard_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.dashboard + "/api/version", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def _wait(self, ready, timeout: float, what: str, node: Node | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            if node is not None and not node.alive:
+                raise RuntimeError(f"{what}: process exited; log:\n{node.log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        raise TimeoutError(f"{what} not ready after {timeout:.0f}s")
+
+    def serve(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run([_bin("serve"), *args, "--address", self.dashboard], env=self._env,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"serve {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+        return done.stdout
+
+    def deploy(self, config: Path) -> None:
+        self.serve("deploy", str(config))
+
+    def status(self) -> dict:
+        return yaml.safe_load(self.serve("status")) or {}
+
+    def wait_running(self, app: str = "lensgraph", timeout: float = 180) -> dict:
+        state: dict = {}
+
+        def running() -> bool:
+            nonlocal state
+            state = self.status()
+            status = state.get("applications", {}).get(app, {}).get("status")
+            if status == "DEPLOY_FAILED":
+                raise RuntimeError(f"application {app} failed to deploy: {state['applications'][app].get('message')}")
+            return status == "RUNNING"
+
+        self._wait(running, timeout, f"application {app}")
+        return state
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for node in self.nodes:
+            try:
+                node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            node.kill(signal.SIGKILL)  # children in the group that outlived the parent
+        for node in self.nodes:
+            try:
+                node.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def serve_config_for_test(source: Path, target: Path, port: int, overrides: dict | None = None) -> Path:
+    """A copy of a serve config bound to 127.0.0.1:<port>, with per-deployment overrides."""
+    config = yaml.safe_load(source.read_text())
+    config["http_options"] = {**config.get("http_options", {}), "host": "127.0.0.1", "port": port}
+    for app in config.get("applications", []):
+        for deployment in app.get("deployments", []):
+            deployment.update((overrides or {}).get(deployment["name"], {}))
+    target.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target

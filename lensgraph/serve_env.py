@@ -1,0 +1,21 @@
+"""``configs/serve.env``: the one list of environment variables Ray Serve's processes run with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lensgraph.settings import project_root
+
+
+def load(path: Path | None = None) -> dict[str, str]:
+    path = path or project_root() / "configs" / "serve.env"
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"{path}: not KEY=VALUE: {line!r}")
+        values[key.strip()] = value.strip()
+    return values
