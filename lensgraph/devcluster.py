@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,9 +120,13 @@ class LocalCluster:
         return self._start(name, args)
 
     def _dashboard_up(self) -> bool:
+        request = urllib.request.Request(self.dashboard + "/api/version",
+                                         headers={"Authorization": f"Bearer {self.token}"})
         try:
-            with urllib.request.urlopen(self.dashboard + "/api/version", timeout=2) as r:
+            with urllib.request.urlopen(request, timeout=2) as r:
                 return r.status == 200
+        except urllib.error.HTTPError:
+            return True  # it answered: up, whatever it thinks of the request
         except OSError:
             return False
 

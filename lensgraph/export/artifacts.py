@@ -90,7 +90,7 @@ def export_torch(
     settings = {
         "exporter": "torch.onnx.export(dynamo=True)",
         "opset": OPSET,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "onnx": onnx.__version__,
         "dynamic_axes": ["batch", "height", "width"] if bake_resize else ["batch"],
         "normalization_in_graph": {"mean": list(map(float, mean)), "std": list(map(float, std))},

@@ -95,7 +95,7 @@ def resolve(source: WeightSource, base_dir: Path | None = None) -> Path | None:
     else:
         path = Path(source.location).expanduser()
         if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
+            path = (base_dir / path).resolve()
     if not path.is_file():
         raise WeightsNotFound(f"weights file {path} does not exist; provide it or change the source")
     verify_sha256(path, source.sha256)

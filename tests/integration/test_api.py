@@ -1,0 +1,243 @@
+"""The HTTP API on a real Ray Serve application: every route, real images, every error case."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+pytestmark = pytest.mark.serve
+
+FACE_PHOTOS = [
+    ("faces/astronaut.png", 1),
+    ("faces/obama.jpg", 1),
+    ("faces/biden.jpg", 1),
+    ("face_detector/linzaer_imgs_2.jpg", 4),
+    ("face_detector/linzaer_imgs_13.jpg", 2),
+]
+
+
+def post_file(url: str, path: Path, **params) -> httpx.Response:
+    return httpx.post(url, params=params, files={"file": (path.name, path.read_bytes())}, timeout=60)
+
+
+@pytest.mark.parametrize("photo, expected", FACE_PHOTOS)
+def test_faces_finds_every_face_with_plausible_landmarks(server, assets, photo, expected):
+    response = post_file(server.url + "/v1/faces", assets / photo)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    width, height = Image.open(assets / photo).size
+    assert body["image"] == {"width": width, "height": height}
+    assert len(body["faces"]) == expected
+    assert [m["name"] for m in body["models"]] == ["face_detector", "landmarks"]
+    for face in body["faces"]:
+        box = face["box"]
+        assert face["score"] > 0.7
+        assert 0 <= box["x1"] < box["x2"] <= width and 0 <= box["y1"] < box["y2"] <= height
+        points = {m["name"]: (m["x"], m["y"]) for m in face["landmarks"]}
+        assert len(points) == 15
+        pad_x, pad_y = 0.15 * (box["x2"] - box["x1"]), 0.15 * (box["y2"] - box["y1"])
+        for x, y in points.values():
+            assert box["x1"] - pad_x <= x <= box["x2"] + pad_x and box["y1"] - pad_y <= y <= box["y2"] + pad_y
+        eyes_y = max(points["left_eye_center"][1], points["right_eye_center"][1])
+        assert eyes_y < points["nose_tip"][1] < points["mouth_center_bottom_lip"][1]
+        assert points["left_eye_center"][0] > points["right_eye_center"][0]  # subject's left is image right
+
+
+@pytest.mark.parametrize("photo, class_id, label", [
+    ("imagenet/n01440764_tench.JPEG", 0, "tench"),
+    ("imagenet/n01667114_mud_turtle.JPEG", 35, "mud turtle"),
+])
+def test_classify_the_sample_photos(server, assets, photo, class_id, label):
+    response = post_file(server.url + "/v1/classify", assets / photo)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["predictions"]) == 2  # default top_k
+    top = body["predictions"][0]
+    assert (top["class_id"], top["label"]) == (class_id, label) and top["confidence"] > 0.7
+    assert body["predictions"][0]["confidence"] >= body["predictions"][1]["confidence"]
+    assert body["model"] == {"name": "classifier", "version": 1, "weights_real": True}
+    assert body["embedding_stats"]["dim"] == 1280 and body["embedding_stats"]["variance"] > 0
+    assert body["embedding"] is None
+
+
+def test_classify_options_top_k_embedding_and_zoom_crop_pad(server, assets):
+    path = assets / "imagenet/n01440764_tench.JPEG"
+    body = post_file(server.url + "/v1/classify", path, top_k=5, embedding="true").json()
+    assert len(body["predictions"]) == 5 and len(body["embedding"]) == 1280
+    mean = float(np.mean(body["embedding"]))
+    assert mean == pytest.approx(body["embedding_stats"]["mean"], rel=1e-4)
+    zoom = [post_file(server.url + "/v1/classify", path, profile="zoom-crop-pad", seed=s).json() for s in (7, 7, 8)]
+    assert zoom[0]["preprocessing"] == "zoom-crop-pad"
+    assert zoom[0]["embedding_stats"] == zoom[1]["embedding_stats"]  # same seed, same crop
+    assert zoom[0]["embedding_stats"] != zoom[2]["embedding_stats"]
+
+
+def test_landmarks_on_a_face_crop(server, assets):
+    faces = post_file(server.url + "/v1/faces", assets / "faces/astronaut.png").json()["faces"][0]
+    box = faces["box"]
+    image = Image.open(assets / "faces/astronaut.png")
+    crop = image.crop((int(box["x1"]), int(box["y1"]), int(box["x2"]), int(box["y2"])))
+    buffer = io.BytesIO()
+    crop.save(buffer, format="PNG")
+    response = httpx.post(server.url + "/v1/landmarks", content=buffer.getvalue(),
+                          headers={"content-type": "image/png"}, timeout=30)
+    assert response.status_code == 200, response.text
+    points = {m["name"]: (m["x"], m["y"]) for m in response.json()["landmarks"]}
+    assert len(points) == 15 and list(points)[0] == "left_eye_center"
+    assert points["left_eye_center"][0] > points["right_eye_center"][0]
+    assert points["left_eye_center"][1] < points["mouth_center_bottom_lip"][1]
+    for x, y in points.values():
+        assert 0 <= x <= crop.width and 0 <= y <= crop.height
+
+
+def test_multipart_raw_and_base64_give_the_same_answer(server, assets):
+    data = (assets / "imagenet/n01667114_mud_turtle.JPEG").read_bytes()
+    url = server.url + "/v1/classify"
+    multipart = httpx.post(url, files={"file": ("t.jpg", data, "image/jpeg")}, timeout=30).json()
+    raw = httpx.post(url, content=data, headers={"content-type": "image/jpeg"}, timeout=30).json()
+    b64 = httpx.post(url, json={"image": base64.b64encode(data).decode()}, timeout=30).json()
+    data_url = httpx.post(url, json={"image": "data:image/jpeg;base64," + base64.b64encode(data).decode()},
+                          timeout=30).json()
+    assert multipart == raw == b64 == data_url
+
+
+def test_64_concurrent_requests_succeed_and_form_batches(server, assets):
+    before = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
+    data = (assets / "imagenet/n01440764_tench.JPEG").read_bytes()
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+            return await asyncio.gather(*(
+                client.post(server.url + "/v1/classify", content=data, headers={"content-type": "image/jpeg"})
+                for _ in range(64)
+            ))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * 64
+    assert {r.json()["predictions"][0]["class_id"] for r in responses} == {0}
+    after = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
+    new_batches = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+    assert sum(size * count for size, count in new_batches.items()) == 64
+    assert max(new_batches) > 1, f"no batch larger than 1 formed: {new_batches}"
+
+
+def _error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == code and len(body["message"]) > 10
+    return body
+
+
+def test_every_error_is_json_with_its_status_and_the_service_keeps_serving(server, assets):
+    url = server.url
+    _error(httpx.get(url + "/v1/nothing-here"), 404, "not_found")
+    _error(httpx.get(url + "/v1/classify"), 405, "method_not_allowed")
+    _error(httpx.post(url + "/v1/classify", files={"other": ("a.txt", b"x")}), 400, "missing_image")
+    _error(httpx.post(url + "/v1/classify", content=b"", headers={"content-type": "image/png"}), 400, "missing_image")
+    _error(httpx.post(url + "/v1/classify", json={"nope": 1}), 400, "missing_image")
+    _error(httpx.post(url + "/v1/classify", json={"image": "%%%not base64%%%"}), 422, "invalid_request")
+    _error(httpx.post(url + "/v1/classify", content=b"{oops", headers={"content-type": "application/json"}),
+           422, "invalid_request")
+    _error(httpx.post(url + "/v1/classify", params={"top_k": 0}, content=b"x", headers={"content-type": "image/png"}),
+           422, "invalid_request")
+    _error(httpx.post(url + "/v1/classify", params={"top_k": 5000}, content=(assets / "faces/obama.jpg").read_bytes(),
+                      headers={"content-type": "image/jpeg"}), 422, "invalid_request")
+    _error(httpx.post(url + "/v1/classify", params={"profile": "fisheye"},
+                      content=(assets / "faces/obama.jpg").read_bytes(), headers={"content-type": "image/jpeg"}),
+           422, "invalid_request")
+    _error(httpx.post(url + "/v1/classify", content=b"plain text", headers={"content-type": "text/plain"}),
+           415, "unsupported_media_type")
+    _error(httpx.post(url + "/v1/faces", content=b"GIF89a-but-not-really", headers={"content-type": "image/gif"}),
+           422, "undecodable_image")
+    _error(httpx.post(url + "/v1/faces", content=b"\x00\x01garbage" * 50, headers={"content-type": "image/png"}),
+           415, "unsupported_media_type")
+    truncated = (assets / "faces/obama.jpg").read_bytes()[:20000]
+    _error(httpx.post(url + "/v1/faces", content=truncated, headers={"content-type": "image/jpeg"}),
+           422, "undecodable_image")
+    big = b"\xff\xd8" + b"\x00" * (9 * 1024 * 1024)
+    _error(httpx.post(url + "/v1/classify", content=big, headers={"content-type": "image/jpeg"}, timeout=60),
+           413, "image_too_large")
+    _error(httpx.post(url + "/v1/faces", files={"file": ("big.jpg", big)}, timeout=60), 413, "image_too_large")
+    _error(httpx.post(url + "/v1/classify", json={"image": base64.b64encode(big).decode()}, timeout=60),
+           413, "image_too_large")
+    bomb = _png_declaring(30000, 30000)
+    _error(httpx.post(url + "/v1/faces", content=bomb, headers={"content-type": "image/png"}), 413, "image_too_large")
+    # Still serving, and correctly.
+    assert httpx.get(url + "/healthz").json()["status"] == "ok"
+    ok = post_file(url + "/v1/classify", assets / "imagenet/n01440764_tench.JPEG")
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["class_id"] == 0
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny real PNG whose header claims a huge size: a decompression bomb's signature."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+def test_models_route_describes_every_model_and_live_batching(server):
+    models = server.models()
+    assert set(models) == {"classifier", "face_detector", "landmarks", "digits"}
+    classifier = models["classifier"]["info"]
+    assert classifier["weights"]["real"] is True and classifier["weights"]["source"].startswith("assets:")
+    assert classifier["inputs"][0] == {"name": "image", "dtype": "uint8", "shape": ["batch", 224, 224, 3]}
+    assert classifier["batching"]["max_batch_size"] >= 1
+    assert classifier["runtime"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_health_readiness_and_openapi(server):
+    assert httpx.get(server.url + "/healthz").status_code == 200
+    ready = httpx.get(server.url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["models"]["classifier"] == "ready"
+    spec = httpx.get(server.url + "/openapi.json").json()
+    for route in ("/v1/classify", "/v1/faces", "/v1/landmarks", "/v1/digits", "/v1/models", "/healthz", "/readyz"):
+        assert route in spec["paths"]
+    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_batching_settings_change_live_without_restarting_replicas(server):
+    before = server.models()["face_detector"]["info"]
+    config = yaml.safe_load(server.config.read_text())
+    for deployment in config["applications"][0]["deployments"]:
+        if deployment["name"] == "FaceDetector":
+            deployment["user_config"].update(max_batch_size=5, batch_wait_timeout_s=0.02)
+    server.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    server.cluster.deploy(server.config)
+    server.cluster.wait_running()
+    after = server.models()["face_detector"]["info"]
+    assert after["batching"] == {"max_batch_size": 5, "batch_wait_timeout_s": 0.02}
+    assert after["replica"]["pid"] == before["replica"]["pid"]  # same process: no restart
+
+
+def test_client_cli_prints_readable_results(server, assets):
+    done = subprocess.run(
+        [sys.executable, "-m", "lensgraph", "client", "classify", str(assets / "imagenet/n01440764_tench.JPEG"),
+         str(assets / "imagenet/n01667114_mud_turtle.JPEG"), "--url", server.url],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tench" in done.stdout and "mud turtle" in done.stdout and "CONFIDENCE" in done.stdout
+    faces = subprocess.run(
+        [sys.executable, "-m", "lensgraph", "client", "faces", str(assets / "face_detector/linzaer_imgs_2.jpg"),
+         "--url", server.url, "--json"], capture_output=True, text=True, timeout=60,
+    )
+    assert faces.returncode == 0 and len(__import__("json").loads(faces.stdout)["faces"]) == 4
