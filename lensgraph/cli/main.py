@@ -7,9 +7,9 @@ import sys
 
 from lensgraph.errors import LensgraphError
 
-from . import client_cmd, export_cmd, models_cmd
+from . import client_cmd, config_cmd, export_cmd, models_cmd
 
-COMMANDS = (models_cmd, export_cmd, client_cmd)
+COMMANDS = (models_cmd, export_cmd, client_cmd, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
