@@ -41,7 +41,8 @@ models: setup
 	$(BIN)/lensgraph models build
 
 run: setup models
-	$(BIN)/serve run serve_config.yaml
+	@# A stale /tmp/ray/ray_current_cluster must not make serve run attach to a dead cluster.
+	RAY_ADDRESS=$${RAY_ADDRESS:-local} $(BIN)/serve run serve_config.yaml
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -32,6 +32,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def descendants(roots: list[int]) -> set[int]:
+    """Every live process under ``roots``, including ones that left the process group (HAProxy)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = set(), list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def _bin(name: str) -> str:
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
@@ -86,9 +112,12 @@ class LocalCluster:
     def _start(self, name: str, args: list[str]) -> Node:
         log = self.workdir / f"{name}.log"
         handle = open(log, "wb")
+        # Serve's HAProxy binds fixed stats/metrics ports by default: give every node its own.
+        env = {**self._env, "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+               "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port())}
         process = subprocess.Popen(
             [_bin("ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
-            stdout=handle, stderr=subprocess.STDOUT, env=self._env, start_new_session=True,
+            stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         node = Node(name, process, log)
         self.nodes.append(node)
@@ -168,6 +197,7 @@ class LocalCluster:
         return state
 
     def stop(self) -> None:
+        stragglers = descendants([n.process.pid for n in self.nodes])
         for node in reversed(self.nodes):
             node.kill(signal.SIGTERM)
         deadline = time.monotonic() + 15
@@ -182,6 +212,7 @@ class LocalCluster:
                 node.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
+        kill_all(stragglers)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
