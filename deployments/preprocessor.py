@@ -27,7 +27,7 @@ from lensgraph.imaging.transforms import (
     square_face_crop,
     zoom_crop_pad,
 )
-from lensgraph.postprocess.landmarks import LANDMARK_NAMES
+from lensgraph.postprocess.landmarks import landmark_records
 
 CLASSIFIER_PROFILES = ("standard", "zoom-crop-pad")
 
@@ -112,10 +112,7 @@ class Preprocessor:
             results = await asyncio.gather(*(self.landmarks.predict.remote(crop[..., None]) for crop, _ in crops))
             for face, (_, box), result in zip(faces, crops, results):
                 points = box.to_image(result["points"], out_size=self.settings.landmark_size)
-                face["landmarks"] = [
-                    {"name": name, "x": float(x), "y": float(y)} | _confidence(result["confidence"][i])
-                    for i, (name, (x, y)) in enumerate(zip(LANDMARK_NAMES, points))
-                ]
+                face["landmarks"] = landmark_records(points, result["confidence"])
         return {"width": w, "height": h, "faces": faces}
 
     def _face_inputs(self, data: bytes) -> tuple[DecodedImage, np.ndarray]:
@@ -127,6 +124,3 @@ class Preprocessor:
         size, scale = self.settings.landmark_size, self.settings.face_crop_scale
         return [square_face_crop(gray, (f["x1"], f["y1"], f["x2"], f["y2"]), size, scale) for f in faces]
 
-
-def _confidence(value: float) -> dict[str, float]:
-    return {} if np.isnan(value) else {"confidence": float(value)}

@@ -97,3 +97,17 @@ def _parabola_offset(
     safe = np.where(valid, curvature, -1.0)
     offset = np.where(valid, (before - after) / (2.0 * safe), 0.0)
     return np.clip(offset, -0.5, 0.5)
+
+
+def landmark_records(points: np.ndarray, confidence: np.ndarray | None = None) -> list[dict[str, float | str]]:
+    """[{name, x, y[, confidence]}] in output order: the API's landmark shape.
+
+    ``confidence`` entries that are NaN (regressors have none) are left out.
+    """
+    records: list[dict[str, float | str]] = []
+    for i, (name, (x, y)) in enumerate(zip(LANDMARK_NAMES, np.asarray(points, dtype=np.float64))):
+        record: dict[str, float | str] = {"name": name, "x": float(x), "y": float(y)}
+        if confidence is not None and not np.isnan(confidence[i]):
+            record["confidence"] = float(confidence[i])
+        records.append(record)
+    return records
