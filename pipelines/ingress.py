@@ -15,6 +15,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from lensgraph.errors import InvalidRequest, ModelUnavailable
+from lensgraph.imaging.transforms import CropBox
+from lensgraph.postprocess.landmarks import landmark_records
 from pipelines import errors
 from pipelines.http_inputs import read_image
 from pipelines.schemas import (
@@ -109,22 +111,13 @@ class Gateway:
 
     @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop")
     async def landmarks(self, request: Request) -> dict[str, Any]:
-        from lensgraph.imaging.transforms import CropBox
-        from lensgraph.postprocess.landmarks import LANDMARK_NAMES
-
         handle, info = await self._model("landmarks")
         data = await read_image(request, self.max_upload_bytes)
         crop, meta = await self.preprocessor.landmark_input.remote(data)
         result = await handle.predict.remote(crop)
         box = CropBox(meta["x0"], meta["y0"], meta["side"])
         points = box.to_image(result["points"], out_size=crop.shape[0])
-        marks = []
-        for i, (name, (x, y)) in enumerate(zip(LANDMARK_NAMES, points)):
-            mark = {"name": name, "x": float(x), "y": float(y)}
-            conf = float(result["confidence"][i])
-            if conf == conf:  # not NaN
-                mark["confidence"] = conf
-            marks.append(mark)
+        marks = landmark_records(points, result["confidence"])
         return {"model": _ref(info), "image": {"width": meta["width"], "height": meta["height"]}, "landmarks": marks}
 
     @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it")
