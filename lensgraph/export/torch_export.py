@@ -31,23 +31,35 @@ def export_onnx(
     dynamic_spatial: bool = False,
 ) -> onnx.ModelProto:
     """Export ``module`` (single input) to ``path``; batch (and optionally H, W) dynamic."""
-    module = module.eval()
     batch = torch.export.Dim("batch", min=1, max=4096)
     dims: dict[int, object] = {0: batch}
     if dynamic_spatial:
         dims[1] = torch.export.Dim("height", min=16, max=8192)
         dims[2] = torch.export.Dim("width", min=16, max=8192)
+    return export_program(module, (example,), path, [input_name], output_names, (dims,))
+
+
+def export_program(
+    module: torch.nn.Module,
+    examples: tuple[torch.Tensor, ...],
+    path: Path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: tuple,
+) -> onnx.ModelProto:
+    """Export a module of any number of inputs (``dynamic_shapes``: one dict per input), checked."""
+    module = module.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     # The exporter reports progress on stdout and warns about optional packages; keep the CLI readable.
     with _quiet():
         program = torch.onnx.export(
             module,
-            (example,),
+            examples,
             dynamo=True,
             opset_version=OPSET,
-            input_names=[input_name],
+            input_names=list(input_names),
             output_names=list(output_names),
-            dynamic_shapes=(dims,),
+            dynamic_shapes=dynamic_shapes,
             external_data=False,
             optimize=True,
         )
