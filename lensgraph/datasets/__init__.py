@@ -1,0 +1,1 @@
+"""Datasets read from the assets folder (``$LENSGRAPH_ASSETS``); numpy only."""

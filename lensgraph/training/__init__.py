@@ -1,0 +1,1 @@
+"""Training recipes (build-time only: torch is imported here, never at serve time)."""

@@ -1,0 +1,131 @@
+"""Calibrate the digit model's reliability threshold on the held-out split.
+
+The served answer is ``reliable`` when an uncertainty score of the MC-dropout samples is at or
+below a threshold. The threshold is chosen on the ``val`` split (the last 5,000 MNIST training
+images, never trained on), after the same ``prepare_digit`` preprocessing served images get,
+so that the accuracy among accepted predictions reaches ``target_accuracy`` (by default its
+one-sided 95% Wilson lower bound must: a point estimate on ~30 held-out errors is too noisy to
+promise a target) while accepting as many as possible
+(:func:`lensgraph.uncertainty.calibration.choose_threshold`).
+
+Estimates from T samples depend on T, so a threshold is calibrated for each T of a ladder
+(1, 5, 10, 30, 100); the service uses the one for the largest calibrated T at or below a request's T.
+The masks come from a fixed seed, so calibration is reproducible.
+
+Output: ``calibration.yaml`` beside the weights, read by ``lensgraph models build`` (its sha256
+is part of the model fingerprint, so recalibrating rebuilds the model card).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+CALIBRATION_FILE = "calibration.yaml"
+SAMPLE_LADDER = (1, 5, 10, 30, 100)
+DEFAULT_SCORE = "predictive_entropy"
+DEFAULT_TARGET = 0.997
+DEFAULT_CONFIDENCE = 0.95  # the Wilson lower bound of the accepted accuracy must reach the target
+
+
+def served_view(images: np.ndarray) -> np.ndarray:
+    """MNIST uint8 [N, 28, 28] after the served preprocessing (``prepare_digit``)."""
+    from lensgraph.imaging.digits import prepare_array
+
+    return np.stack([prepare_array(image).image for image in images])
+
+
+def mc_probabilities(model, images: np.ndarray, samples: int, rng: np.random.Generator, chunk: int = 64) -> np.ndarray:
+    """[T, N, 10] MC-dropout probabilities with masks from ``rng`` (same maths as the served graph)."""
+    import torch
+
+    from lensgraph.export.mc_dropout import McDropoutServing
+    from lensgraph.uncertainty.mc_dropout import make_masks
+
+    wrapped = McDropoutServing(model.eval()).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), chunk):
+            batch = images[i : i + chunk]
+            m1, m2 = make_masks(samples, len(batch), (wrapped.feature_dim, wrapped.hidden), wrapped.dropout_p, rng)
+            out.append(wrapped(torch.from_numpy(batch[..., None]), torch.from_numpy(m1), torch.from_numpy(m2)).numpy())
+    return np.concatenate(out, axis=1)
+
+
+def calibrate(
+    model,
+    weights: Path,
+    output: Path,
+    target_accuracy: float = DEFAULT_TARGET,
+    default_samples: int = 30,
+    seed: int = 0,
+    score: str = DEFAULT_SCORE,
+    confidence: float | None = DEFAULT_CONFIDENCE,
+    log=print,
+) -> dict[str, Any]:
+    """Choose the thresholds on ``val`` and write ``output/calibration.yaml``; returns its content."""
+    from lensgraph.datasets.mnist import VAL_SIZE, load_split
+    from lensgraph.uncertainty.calibration import auroc, choose_threshold
+    from lensgraph.uncertainty.mc_dropout import SCORES, summarize
+
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}; use one of {SCORES}")
+    if default_samples not in SAMPLE_LADDER:
+        raise ValueError(f"default samples must be one of the calibrated T values {SAMPLE_LADDER}")
+    val = load_split("val")
+    images = served_view(val.images)
+    thresholds: dict[int, float | None] = {}
+    details: dict[int, dict[str, Any]] = {}
+    error_auroc: dict[str, float] = {}
+    for samples in SAMPLE_LADDER:
+        rng = np.random.default_rng([seed, samples])
+        summary = summarize(mc_probabilities(model, images, samples, rng))
+        correct = summary.prediction == val.labels
+        choice = choose_threshold(summary.score(score), correct, target_accuracy, confidence)
+        thresholds[samples] = float(choice.threshold) if choice.met else None
+        details[samples] = {
+            "accuracy_all": round(float(correct.mean()), 6),
+            "coverage": round(choice.coverage, 6),
+            "accuracy_accepted": None if not choice.met else round(choice.accuracy, 6),
+            "accepted": choice.accepted,
+            "met": choice.met,
+        }
+        if samples == default_samples and not correct.all():
+            error_auroc = {s: round(auroc(summary.score(s), ~correct), 5) for s in SCORES}
+        log(f"  T={samples:<4} val accuracy {correct.mean():.4%}  threshold {choice.threshold:.5g}  "
+            f"coverage {choice.coverage:.2%}  accuracy accepted {choice.accuracy:.4%}")
+    record = {
+        "about": "reliability threshold of the digits model; written by 'lensgraph train digits', read by "
+                 "'lensgraph models build' (see docs/uncertainty.md)",
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+        "dropout_p": float(model.dropout_p),
+        "score": score,
+        "rule": f"reliable when {score} <= threshold[T]",
+        "target_accuracy": float(target_accuracy),
+        "confidence": confidence,
+        "default_samples": int(default_samples),
+        "thresholds": thresholds,
+        "split": f"val: MNIST training images {60000 - VAL_SIZE}..59999 (never trained on), through prepare_digit",
+        "seed": seed,
+        "details": details,
+        "val_error_auroc_at_default_samples": error_auroc,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    (output / CALIBRATION_FILE).write_text(yaml.safe_dump(record, sort_keys=False, width=120))
+    return record
+
+
+def load_model(weights: Path, dropout: float = 0.5, hidden: int = 128):
+    """A DigitCNN with the state dict at ``weights`` (strict), in eval mode."""
+    from lensgraph.architectures.digit_cnn import DigitCNN
+    from lensgraph.architectures.state_dict import load_state_dict_strict, load_weights_file
+
+    model = DigitCNN(dropout=dropout, hidden=hidden)
+    load_state_dict_strict(model, load_weights_file(weights), source=str(weights))
+    return model.eval()
