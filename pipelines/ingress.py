@@ -124,19 +124,20 @@ class Gateway:
     async def digits(
         self,
         request: Request,
-        probabilities: bool = Query(False, description="also return the full probability distribution"),
+        probabilities: bool = Query(False, description="also return the mean probability of every digit"),
+        seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes the dropout masks, so the answer, reproducible"),
+        samples: int | None = Query(None, ge=1, le=200, description="Monte-Carlo dropout samples T (default: the model's, 30)"),
     ) -> dict[str, Any]:
         handle, info = await self._model("digits")
         data = await read_image(request, self.max_upload_bytes)
         prepared = await self.preprocessor.digits_input.remote(data)
+        base = {"model": _ref(info), "blank": bool(prepared["blank"]), "inverted": bool(prepared["inverted"])}
         if prepared["blank"]:
-            return {"model": _ref(info), "digit": None, "probability": 0.0, "reliable": False, "blank": True}
-        result = await handle.predict.remote(prepared["image"])
-        response = {"model": _ref(info), "blank": False, **result}
-        response.setdefault("reliable", False)
+            return {**base, "digit": None, "probability": 0.0, "reliable": False}
+        result = await handle.predict.remote(prepared["image"], samples, seed)
         if not probabilities:
-            response.pop("probabilities", None)
-        return response
+            result.pop("probabilities", None)
+        return {**base, **result}
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="models, weights and live batching settings")
     async def list_models(self) -> dict[str, Any]:

@@ -76,14 +76,27 @@ class LandmarksResponse(BaseModel):
     landmarks: list[Landmark]
 
 
+class DigitUncertainty(BaseModel):
+    """What T Monte-Carlo dropout passes say (entropies in nats); see docs/uncertainty.md."""
+
+    predictive_entropy: float = Field(description="entropy of the mean distribution: total uncertainty")
+    expected_entropy: float = Field(description="mean entropy of the single passes: the aleatoric part")
+    mutual_information: float = Field(description="predictive - expected entropy: the epistemic part")
+    variation_ratio: float = Field(description="share of passes whose digit differs from the most voted one")
+    samples: int = Field(description="Monte-Carlo samples T")
+    score: str | None = Field(description="the score 'reliable' is decided on")
+    threshold: float | None = Field(description="reliable when score <= threshold (calibrated for this T); null: uncalibrated")
+
+
 class DigitResponse(BaseModel):
     model: ModelRef
-    digit: int | None = Field(description="the predicted digit; null when the image holds no ink")
-    probability: float = Field(description="mean probability of the predicted digit")
-    reliable: bool = Field(description="whether the model itself trusts this prediction")
-    blank: bool = False
-    probabilities: list[float] | None = None
-    uncertainty: dict[str, float] | None = None
+    digit: int | None = Field(description="the predicted digit (argmax of the mean distribution); null when the image holds no ink")
+    probability: float = Field(description="mean probability of the predicted digit over the MC samples")
+    reliable: bool = Field(description="whether the model itself trusts this prediction (calibrated threshold)")
+    blank: bool = Field(False, description="the image holds no readable ink")
+    inverted: bool | None = Field(None, description="the image was dark ink on light paper")
+    probabilities: list[float] | None = Field(None, description="mean distribution over 0..9 (with ?probabilities=true)")
+    uncertainty: DigitUncertainty | None = None
 
 
 class ModelInfo(BaseModel):

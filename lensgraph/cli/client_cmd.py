@@ -111,7 +111,7 @@ def _digits(body: dict[str, Any]) -> str:
     if body.get("blank"):
         return "  no digit: the image holds no readable ink"
     rows = [("digit", body["digit"]), ("probability", f"{body['probability']:.4f}"), ("reliable", body["reliable"])]
-    rows += [(k, f"{v:.4f}") for k, v in (body.get("uncertainty") or {}).items()]
+    rows += [(k, f"{v:.4f}" if isinstance(v, float) else v) for k, v in (body.get("uncertainty") or {}).items()]
     return _table(("FIELD", "VALUE"), rows)
 
 

@@ -18,11 +18,15 @@ from typing import Any
 import yaml
 
 from lensgraph import __version__
-from lensgraph.errors import LensgraphError, WeightsNotFound
+from lensgraph.errors import LensgraphError, WeightsError, WeightsNotFound
 from lensgraph.repository import store
 from lensgraph.repository.fingerprint import fingerprint
 from lensgraph.repository.spec import ModelSpec
 from lensgraph.repository.weights import WeightSource, resolve, sha256_file
+
+
+DIGITS_CALIBRATION = "calibration.yaml"
+DIGITS_DEFAULT_SAMPLES = 30
 
 
 @dataclass
@@ -116,6 +120,9 @@ def _resolve_inputs(spec: ModelSpec, config_dir: Path) -> tuple[WeightSource, Pa
     source = WeightSource.parse(spec.onnx or spec.weights or "", spec.sha256)
     path = resolve(source, base_dir=config_dir)
     checksums: dict[str, str | None] = {"weights": sha256_file(path) if path else f"random:{source.seed}"}
+    calibration = _digits_calibration_file(spec, path)
+    if calibration is not None:
+        checksums["calibration"] = sha256_file(calibration)
     if spec.model_file:
         model_file = _local(spec.model_file, config_dir)
         if not model_file.is_file():
@@ -156,6 +163,8 @@ def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: P
         seed=source.seed,
     )
     load_weights(module, weights, source.describe())
+    if spec.task == "digits":
+        return _produce_digits(spec, module, weights, out)
     model = serving_input(module, spec.architecture, spec.input_shape, normalization)
     report = export_torch(
         model.module,
@@ -170,6 +179,62 @@ def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: P
     host = getattr(module, "preprocessing", None)
     if isinstance(host, dict):
         report.settings["host_preprocessing"] = {k: v for k, v in host.items() if k not in ("mean", "std")}
+    return report
+
+
+def _digits_calibration_file(spec: ModelSpec, weights: Path | None) -> Path | None:
+    """The digits model's calibration file: ``options.calibration`` (default calibration.yaml), beside the weights."""
+    if spec.task != "digits" or weights is None:
+        return None
+    name = spec.options.get("calibration", DIGITS_CALIBRATION)
+    path = weights.parent / str(name)
+    if "calibration" in spec.options and not path.is_file():
+        raise WeightsNotFound(f"options.calibration names {path}, which does not exist; "
+                              "run 'lensgraph train digits --calibrate-only'")
+    return path if path.is_file() else None
+
+
+def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
+    """Digits: the efficient MC-dropout graph, with the calibrated reliability rule in the card's options."""
+    from lensgraph.export.mc_dropout import export_mc_dropout
+    from lensgraph.uncertainty.calibration import threshold_for_samples
+
+    options: dict[str, Any] = {
+        "mc_samples": int(spec.options.get("mc_samples", DIGITS_DEFAULT_SAMPLES)),
+        "dropout_p": float(module.dropout_p),
+        "calibrated": False,
+        "uncertainty_score": None,
+        "reliability_threshold": None,
+        "thresholds": {},
+    }
+    calibration = _digits_calibration_file(spec, weights)
+    if calibration is not None:  # checked before the export: a mismatch fails fast
+        record = yaml.safe_load(calibration.read_text()) or {}
+        weights_sha = sha256_file(weights) if weights is not None else None
+        if record.get("weights_sha256") != weights_sha:
+            raise WeightsError(f"{calibration} was calibrated for other weights (sha256 {record.get('weights_sha256')}, "
+                               f"these are {weights_sha}); run 'lensgraph train digits --calibrate-only'")
+        if abs(float(record.get("dropout_p", -1)) - float(module.dropout_p)) > 1e-9:
+            raise WeightsError(f"{calibration} assumes dropout p={record.get('dropout_p')}, the model has {module.dropout_p}")
+        thresholds = {int(k): v for k, v in (record.get("thresholds") or {}).items()}
+        samples = int(spec.options.get("mc_samples", record.get("default_samples", DIGITS_DEFAULT_SAMPLES)))
+        options.update(
+            mc_samples=samples,
+            calibrated=True,
+            uncertainty_score=record["score"],
+            target_accuracy=record.get("target_accuracy"),
+            reliability_threshold=threshold_for_samples(thresholds, samples),
+            thresholds=thresholds,
+            calibration={
+                "file": calibration.name,
+                "sha256": sha256_file(calibration),
+                "split": record.get("split"),
+                "confidence": record.get("confidence"),
+                "at_default_samples": (record.get("details") or {}).get(samples),
+            },
+        )
+    report = export_mc_dropout(module, out)
+    report.settings["options"] = options
     return report
 
 
@@ -197,8 +262,9 @@ def _card(spec: ModelSpec, source: WeightSource, checksums: dict, report, print_
             **({"before_graph": report.settings["host_preprocessing"]} if "host_preprocessing" in report.settings else {}),
         },
         "labels": store.LABELS_FILE if spec.labels else None,
-        "options": spec.options,
-        "export": {k: v for k, v in report.settings.items() if k not in ("normalization_in_graph", "host_preprocessing")},
+        "options": {**spec.options, **report.settings.get("options", {})},
+        "export": {k: v for k, v in report.settings.items()
+                   if k not in ("normalization_in_graph", "host_preprocessing", "options")},
         "parity": {"max_abs_diff": report.parity_max_abs_diff, "tolerance": 1e-4, "inputs": report.parity_inputs},
         "build": {
             "command": command,

@@ -22,7 +22,7 @@ TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "face_detection": ("scores", "boxes"),
     "landmarks": ("landmarks",),
     "landmark_heatmaps": ("heatmaps",),
-    "digits": ("logits",),
+    "digits": ("probabilities",),  # [samples, batch, 10] from the MC-dropout graph
     "generic": ("output",),
 }
 
