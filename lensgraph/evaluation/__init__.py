@@ -1,0 +1,1 @@
+"""Evaluation of served models against real data (build-time and report tooling)."""

@@ -1,0 +1,108 @@
+"""Images that are not digits, made here and reproducibly, to test whether the model knows it.
+
+* letters: A-Z and a-z rendered with OpenCV's Hershey fonts (plain and italic), several stroke
+  widths, dark on light
+* noise: uniform, Gaussian, sparse salt, smoothed blobs and random scribbles
+* photo crops: random grayscale crops of the natural photos in the assets (faces, ImageNet)
+
+Each generator returns ``(kind, name, image)`` triples of uint8 images (HxW or HxWx3) that go
+through the same ``prepare_digit`` preprocessing as served images. Some letters *are* digits
+in all but name (O and 0, l and 1, S and 5, ...): :data:`DIGIT_LIKE` lists them so that tests
+can ask for the letters a careful human would not read as a digit either.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FONTS = {
+    "simplex": cv2.FONT_HERSHEY_SIMPLEX,
+    "plain": cv2.FONT_HERSHEY_PLAIN,
+    "duplex": cv2.FONT_HERSHEY_DUPLEX,
+    "complex": cv2.FONT_HERSHEY_COMPLEX,
+    "triplex": cv2.FONT_HERSHEY_TRIPLEX,
+    "complex_small": cv2.FONT_HERSHEY_COMPLEX_SMALL,
+    "script_simplex": cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    "script_complex": cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+}
+LETTERS = string.ascii_uppercase + string.ascii_lowercase
+# Letters whose usual shapes coincide with a digit's: 0 (O o D Q G), 1 (I l i j J), 2 (Z z),
+# 4 (y), 5 (S s), 6 (b), 8 (B), 9 (g q). Left out only where a test needs letters that are
+# unambiguously not digits; the report always uses every letter (and counts both).
+DIGIT_LIKE = frozenset("OoDQGIlijJZzySsbBgq")
+PHOTO_GLOBS = ("faces/*.png", "faces/*.jpg", "imagenet/*.JPEG", "face_detector/*.jpg")
+
+
+def render_letter(letter: str, font: str, thickness: int, italic: bool = False, size: int = 96) -> np.ndarray:
+    """``letter`` in black on a white ``size`` x ``size`` canvas, about 60% of the canvas tall."""
+    face = FONTS[font] | (cv2.FONT_ITALIC if italic else 0)
+    (w, h), base = cv2.getTextSize(letter, face, 1.0, thickness)
+    scale = 0.6 * size / max(h + base, w, 1)
+    (w, h), base = cv2.getTextSize(letter, face, scale, thickness)
+    canvas = np.full((size, size), 255, np.uint8)
+    origin = ((size - w) // 2, (size + h - base) // 2)
+    cv2.putText(canvas, letter, origin, face, scale, 0, thickness, cv2.LINE_AA)
+    return canvas
+
+
+def letters(seed: int = 0, letters_: str = LETTERS, fonts: tuple[str, ...] | None = None) -> Iterator[tuple[str, str, np.ndarray]]:
+    """Every letter in every font, with a random (seeded) stroke width and italic flag."""
+    rng = np.random.default_rng(seed)
+    for font in fonts or tuple(FONTS):
+        for letter in letters_:
+            thickness = int(rng.integers(1, 5))
+            italic = bool(rng.random() < 0.3)
+            name = f"{letter}/{font}{'-italic' if italic else ''}/t{thickness}"
+            yield "letter", name, render_letter(letter, font, thickness, italic)
+
+
+def noise(count: int = 200, seed: int = 0, size: int = 64) -> Iterator[tuple[str, str, np.ndarray]]:
+    """``count`` noise images cycling through five kinds."""
+    rng = np.random.default_rng(seed)
+    kinds = ("uniform", "gaussian", "salt", "blobs", "scribble")
+    for i in range(count):
+        kind = kinds[i % len(kinds)]
+        if kind == "uniform":
+            image = rng.integers(0, 256, (size, size), dtype=np.uint8)
+        elif kind == "gaussian":
+            image = np.clip(rng.normal(128, 50, (size, size)), 0, 255).astype(np.uint8)
+        elif kind == "salt":
+            image = np.where(rng.random((size, size)) < 0.05, 255, 0).astype(np.uint8)
+        elif kind == "blobs":
+            field = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), sigmaX=size / 12)
+            image = cv2.normalize(field, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        else:
+            image = np.zeros((size, size), np.uint8)
+            points = rng.integers(4, size - 4, (int(rng.integers(4, 9)), 2)).astype(np.int32)
+            cv2.polylines(image, [points], False, 255, int(rng.integers(2, 5)), cv2.LINE_AA)
+        yield "noise", f"{kind}/{i}", image
+
+
+def photo_crops(assets: Path, count: int = 200, seed: int = 0) -> Iterator[tuple[str, str, np.ndarray]]:
+    """``count`` random square grayscale crops (48..256 px) of the natural photos in ``assets``."""
+    from lensgraph.imaging.decode import decode_image, to_gray
+
+    files = sorted(p for pattern in PHOTO_GLOBS for p in Path(assets).glob(pattern))
+    if not files:
+        return
+    photos = [(p.name, to_gray(decode_image(p.read_bytes()).pixels)) for p in files]
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        name, gray = photos[i % len(photos)]
+        h, w = gray.shape
+        side = int(rng.integers(48, min(256, h, w) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        yield "photo", f"{name}/{x},{y},{side}", np.ascontiguousarray(gray[y : y + side, x : x + side])
+
+
+def non_digits(assets: Path | None, seed: int = 0, noise_count: int = 200, photo_count: int = 200):
+    """Letters, noise and (when the assets are there) photo crops, as one list."""
+    out = list(letters(seed)) + list(noise(noise_count, seed))
+    if assets is not None:
+        out += list(photo_crops(assets, photo_count, seed))
+    return out
