@@ -37,7 +37,7 @@ def repository(assets: Path) -> Path:
 
     root = Path(os.environ.get("LENSGRAPH_MODEL_REPOSITORY") or ROOT / "model_repository")
     specs = load_models_config(ROOT / "configs" / "models.yaml")
-    if all(versions(root, name) for name in ("classifier", "face_detector", "landmarks")):
+    if all(versions(root, name) for name in specs):
         return root
     results = build_all(specs, root, ROOT / "configs")
     failed = [r for r in results if r.status == "failed"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +40,13 @@ def wait_ready(url: str, timeout: float = 120) -> None:
     raise TimeoutError(f"{url} not ready after {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def server(repository: Path, assets: Path, tmp_path_factory) -> Server:
+@contextmanager
+def running_server(repository: Path, assets: Path, workdir: Path) -> Iterator[Server]:
+    """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after."""
     env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", tmp_path_factory.mktemp("serve") / "serve.yaml", port)
+    config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port)
     try:
         cluster.start_head()
         cluster.deploy(config)
@@ -54,3 +56,9 @@ def server(repository: Path, assets: Path, tmp_path_factory) -> Server:
         yield Server(url, cluster, config)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def server(repository: Path, assets: Path, tmp_path_factory) -> Iterator[Server]:
+    with running_server(repository, assets, tmp_path_factory.mktemp("serve")) as running:
+        yield running
