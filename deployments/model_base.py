@@ -1,8 +1,9 @@
 """What every model deployment shares: an ONNX Runtime session from the model repository, dynamic
 batching through ``@serve.batch``, live batching settings from ``user_config``, a real health check.
 
-A model deployment subclasses ``BatchedModel``, names its settings class and implements
-``run_batch(items) -> results``: plain numpy and ONNX Runtime, no Ray inside.
+A model deployment subclasses ``BatchedModel`` and names its settings class and its runner
+(lensgraph.inference): the Ray-free object that owns the session and implements
+``run_batch(items) -> results``. The deployment adds batching, live settings and health.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ray import serve
 
 from lensgraph import settings as lg_settings
 from lensgraph.errors import ModelUnavailable
+from lensgraph.inference.model_runner import ModelRunner
 from lensgraph.repository.store import ModelEntry, find_model
-from lensgraph.runtime.session import SessionConfig, create_session, default_threads
+from lensgraph.runtime.session import SessionConfig, default_threads
 
 logger = logging.getLogger("ray.serve")
 
@@ -52,6 +54,7 @@ class BatchedModel:
     """Base of the model deployments (not a deployment itself)."""
 
     settings_class: ClassVar[type[ModelSettings]] = ModelSettings
+    runner_class: ClassVar[type[ModelRunner]] = ModelRunner
 
     def __init__(self, model_name: str, repository: str | None = None, version: int | None = None) -> None:
         self.model_name = model_name
@@ -64,8 +67,7 @@ class BatchedModel:
             self.unavailable_reason = exc.message
             logger.warning("%s unavailable: %s", model_name, exc.message)
         self.settings = self.settings_class()
-        self._session_config: SessionConfig | None = None
-        self.session = None
+        self.runner: ModelRunner | None = None
         # One inference thread: batches run one after another while the event loop keeps queueing.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model_name}-ort")
         self.batch_sizes: collections.Counter[int] = collections.Counter()
@@ -79,15 +81,19 @@ class BatchedModel:
         self._apply(self.settings_class.model_validate(user_config or {}))
 
     def _apply(self, new: ModelSettings) -> None:
-        session_config = new.session_config()
-        if self.entry is not None and session_config != self._session_config:
-            self.session = create_session(self.entry.onnx_path, session_config)
-            self._session_config = session_config
-            self._input_name = self.session.get_inputs()[0].name
+        if self.entry is not None:
+            if self.runner is None:
+                self.runner = self.runner_class(self.entry, new.session_config())
+            else:
+                self.runner.configure(new.session_config())
+            self.configure_runner(self.runner, new)
         self._infer.set_max_batch_size(new.max_batch_size)
         self._infer.set_batch_wait_timeout_s(new.batch_wait_timeout_s)
         self.settings = new
         logger.info("%s: settings %s", self.model_name, new.model_dump())
+
+    def configure_runner(self, runner: ModelRunner, settings: ModelSettings) -> None:
+        """Hand the deployment's own settings (beyond the session's) to the runner."""
 
     def require_model(self) -> ModelEntry:
         if self.entry is None:
@@ -107,11 +113,8 @@ class BatchedModel:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.run_batch, items)
 
-    def run_batch(self, items: list[Any]) -> list[Any]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def run_session(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self._input_name: batch})
+    def run_batch(self, items: list[Any]) -> list[Any]:
+        return self.runner.run_batch(items)
 
     # -- observability -------------------------------------------------------------------------
     async def check_health(self) -> None:
@@ -126,7 +129,7 @@ class BatchedModel:
         shape = [1 if i == 0 else (64 if isinstance(d, str) else int(d)) for i, d in enumerate(spec["shape"])]
         blank = np.zeros(shape, dtype=np.dtype(spec["dtype"]))
         loop = asyncio.get_running_loop()
-        outputs = await asyncio.wait_for(loop.run_in_executor(self._executor, self.run_session, blank), timeout=30)
+        outputs = await asyncio.wait_for(loop.run_in_executor(self._executor, self.runner.run_session, blank), timeout=30)
         if not outputs or not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
             raise RuntimeError(f"{self.entry.name}: health probe produced no or non-finite outputs")
 
@@ -150,10 +153,10 @@ class BatchedModel:
                 "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
             },
             "runtime": {
-                "intra_op_threads": self._session_config.intra_op_threads,
-                "inter_op_threads": self._session_config.inter_op_threads,
-                "graph_optimization": self._session_config.graph_optimization,
-                "providers": self.session.get_providers(),
+                "intra_op_threads": self.runner.session_config.intra_op_threads,
+                "inter_op_threads": self.runner.session_config.inter_op_threads,
+                "graph_optimization": self.runner.session_config.graph_optimization,
+                "providers": self.runner.session.get_providers(),
             },
             "replica": {
                 "pid": os.getpid(),

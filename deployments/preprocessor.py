@@ -27,7 +27,7 @@ from lensgraph.imaging.transforms import (
     square_face_crop,
     zoom_crop_pad,
 )
-from lensgraph.postprocess.landmarks import landmark_records
+from lensgraph.inference.face_graph import attach_landmarks, face_crops
 
 CLASSIFIER_PROFILES = ("standard", "zoom-crop-pad")
 
@@ -108,19 +108,12 @@ class Preprocessor:
         h, w = image.pixels.shape[:2]
         faces = await self.face_detector.detect.remote(det_in, w, h, score_threshold, iou_threshold)
         if with_landmarks and faces:
-            crops = await self._off_loop(self._face_crops, image, faces)
+            s = self.settings
+            crops = await self._off_loop(face_crops, to_gray(image.pixels), faces, s.landmark_size, s.face_crop_scale)
             results = await asyncio.gather(*(self.landmarks.predict.remote(crop[..., None]) for crop, _ in crops))
-            for face, (_, box), result in zip(faces, crops, results):
-                points = box.to_image(result["points"], out_size=self.settings.landmark_size)
-                face["landmarks"] = landmark_records(points, result["confidence"])
+            attach_landmarks(faces, [box for _, box in crops], results, s.landmark_size)
         return {"width": w, "height": h, "faces": faces}
 
     def _face_inputs(self, data: bytes) -> tuple[DecodedImage, np.ndarray]:
         image = self._decode(data)
         return image, detector_input(image.pixels, tuple(self.settings.detector_size))
-
-    def _face_crops(self, image: DecodedImage, faces: list[dict[str, float]]):
-        gray = to_gray(image.pixels)
-        size, scale = self.settings.landmark_size, self.settings.face_crop_scale
-        return [square_face_crop(gray, (f["x1"], f["y1"], f["x2"], f["y2"]), size, scale) for f in faces]
-

@@ -1,0 +1,101 @@
+"""Digit runner: Monte-Carlo dropout, one ONNX Runtime call per batch, a calibrated ``reliable``.
+
+The graph (lensgraph.export.mc_dropout) runs the convolutional trunk once per image and the
+dropout head for all T samples of all N images as one batched matrix product. The masks are made
+here, per item: from the item's ``seed`` when it has one (the answer is then reproducible,
+whatever else shares its batch), else from the runner's generator, seeded once from OS entropy.
+Items asking for different T share the call at the largest T; each reads its own first T samples.
+
+``reliable`` compares the model card's uncertainty score (chosen and calibrated on held-out data
+by ``lensgraph train digits``) with the threshold calibrated for the item's T; docs/uncertainty.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lensgraph.inference.model_runner import ModelRunner
+from lensgraph.repository.store import ModelEntry
+from lensgraph.runtime.session import SessionConfig
+from lensgraph.uncertainty.calibration import threshold_for_samples
+from lensgraph.uncertainty.mc_dropout import make_masks, summarize
+
+MAX_SAMPLES = 200
+DEFAULT_SAMPLES = 30
+
+
+class DigitRunner(ModelRunner):
+    """Items: (uint8 28x28 light ink on black, samples T or None, seed or None)."""
+
+    def __init__(self, entry: ModelEntry, session_config: SessionConfig = SessionConfig()) -> None:
+        super().__init__(entry, session_config)
+        options = entry.card.get("options") or {}
+        self.dropout_p = float(options.get("dropout_p", 0.5))
+        self.card_samples = int(options.get("mc_samples") or DEFAULT_SAMPLES)
+        self.score = options.get("uncertainty_score")
+        self.thresholds = {int(k): v for k, v in (options.get("thresholds") or {}).items()}
+        self.target_accuracy = options.get("target_accuracy")
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        self.mask_sizes = (int(shapes["mask1"][-1]), int(shapes["mask2"][-1]))
+        self.samples_override: int | None = None  # live settings of the deployment
+        self.threshold_override: float | None = None
+        self._rng = np.random.default_rng()  # items without a seed: fresh OS entropy once, then this stream
+
+    @property
+    def default_samples(self) -> int:
+        return int(self.samples_override or self.card_samples)
+
+    def threshold(self, samples: int) -> float | None:
+        if self.threshold_override is not None:
+            return float(self.threshold_override)
+        return threshold_for_samples(self.thresholds, samples)
+
+    def run_session(self, batch: np.ndarray, mask1: np.ndarray | None = None, mask2: np.ndarray | None = None):
+        """Without masks: the deterministic pass (T=1, all-ones masks), as the health check uses."""
+        if mask1 is None or mask2 is None:
+            f, h = self.mask_sizes
+            mask1 = np.ones((1, len(batch), f), np.float32)
+            mask2 = np.ones((1, len(batch), h), np.float32)
+        return self.session.run(None, {self.input_name: batch, "mask1": mask1, "mask2": mask2})
+
+    def run_batch(self, items: list[tuple[np.ndarray, int | None, int | None]]) -> list[dict[str, Any]]:
+        f, h = self.mask_sizes
+        counts = [int(samples or self.default_samples) for _, samples, _ in items]
+        t_max, n = max(counts), len(items)
+        mask1 = np.ones((t_max, n, f), np.float32)
+        mask2 = np.ones((t_max, n, h), np.float32)
+        for i, ((_, _, seed), t) in enumerate(zip(items, counts)):
+            rng = self._rng if seed is None else np.random.default_rng(seed)
+            m1, m2 = make_masks(t, 1, (f, h), self.dropout_p, rng)
+            mask1[:t, i], mask2[:t, i] = m1[:, 0], m2[:, 0]
+        images = np.stack([image for image, _, _ in items])[..., None]
+        (probs,) = self.run_session(images, mask1, mask2)  # [t_max, n, 10]
+        return [self._answer(probs[:t, i : i + 1], t) for i, t in enumerate(counts)]
+
+    def _answer(self, probs: np.ndarray, samples: int) -> dict[str, Any]:
+        summary = summarize(probs)
+        threshold = self.threshold(samples)
+        score = float(summary.score(self.score)[0]) if self.score else None
+        reliable = bool(threshold is not None and score is not None and score <= threshold)
+        return {
+            "digit": int(summary.prediction[0]),
+            "probability": float(summary.probability[0]),
+            "probabilities": summary.mean[0].astype(float).tolist(),
+            "reliable": reliable,
+            "uncertainty": {**summary.row(0), "samples": samples, "score": self.score, "threshold": threshold},
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": "Monte-Carlo dropout, trunk once per image, head T times in one batched call",
+            "default_samples": self.default_samples,
+            "max_samples": MAX_SAMPLES,
+            "dropout_p": self.dropout_p,
+            "score": self.score,
+            "threshold_at_default_samples": self.threshold(self.default_samples),
+            "threshold_overridden": self.threshold_override is not None,
+            "target_accuracy": self.target_accuracy,
+            "calibrated": bool(self.thresholds),
+        }
