@@ -20,12 +20,13 @@ export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' configs/serve.env)
 
 PYTEST_ARGS ?=
 
-.PHONY: setup models run test clean help
+.PHONY: setup models run test manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
 	@echo "make test   - install, build the model repository, run the test suite"
 	@echo "make models - (re)build the model repository from configs/models.yaml"
+	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
 
 setup: $(VENV)/.stamp-setup
@@ -46,6 +47,10 @@ run: setup models
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The KubeRay manifest: serveConfigV2 from serve_config.yaml + the GPU profile, env from configs/serve.env.
+manifests: setup
+	$(BIN)/lensgraph deploy kuberay --output deploy/kuberay/rayservice.yaml
 
 clean:
 	rm -rf model_repository reports .pytest_cache

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the assets are, and a model repository built once per test session."""
+"""Shared fixtures: where the assets and schemas are, and a model repository built once per test session."""
 
 from __future__ import annotations
 
@@ -25,6 +25,23 @@ def assets() -> Path:
             pytest.fail("LENSGRAPH_ASSETS is not set to an existing folder in CI")
         pytest.skip("assets folder not available (set LENSGRAPH_ASSETS)")
     os.environ["LENSGRAPH_ASSETS"] = str(path)
+    return path
+
+
+def _schemas() -> Path | None:
+    value = os.environ.get("LENSGRAPH_SCHEMAS") or str(ROOT.parent / "shared" / "schemas")
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Path:
+    """The schemas folder (KubeRay CRDs). Skips locally when absent; in CI (CI=true) its absence is a failure."""
+    path = _schemas()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("LENSGRAPH_SCHEMAS is not set to an existing folder in CI (nor is ../shared/schemas there)")
+        pytest.skip("schemas folder not available (set LENSGRAPH_SCHEMAS)")
     return path
 
 

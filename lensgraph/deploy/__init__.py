@@ -1,0 +1,1 @@
+"""Deployment artefacts generated from the repository's own configs (KubeRay manifests)."""
