@@ -39,8 +39,12 @@ def run_kuberay(args: argparse.Namespace) -> int:
     from pipelines.config_check import check
 
     root = kuberay.project_root()
-    text = kuberay.render(root, template=_from_cwd(args.template), serve_config=_from_cwd(args.serve_config),
-                          profile=_from_cwd(args.profile), serve_env_file=_from_cwd(args.serve_env))
+    try:
+        text = kuberay.render(root, template=_from_cwd(args.template), serve_config=_from_cwd(args.serve_config),
+                              profile=_from_cwd(args.profile), serve_env_file=_from_cwd(args.serve_env))
+    except FileNotFoundError as exc:
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return 2
     serve_config = yaml.safe_load(yaml.safe_load(text)["spec"]["serveConfigV2"])
     problems = check(serve_config)
     if problems:
