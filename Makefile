@@ -54,3 +54,9 @@ manifests: setup
 
 clean:
 	rm -rf model_repository reports .pytest_cache
+
+# The benchmark's peer systems (BentoML, NVIDIA Triton via PyTriton), each from its own venv under
+# .bench/venvs (created on first use, a few minutes): start each, classify two sample photos, stop it.
+.PHONY: peers-check
+peers-check: setup models
+	LENSGRAPH_PEERS=1 $(BIN)/python -m pytest -m peers tests/peers $(PYTEST_ARGS)
