@@ -90,6 +90,7 @@ class LocalCluster:
     def __post_init__(self) -> None:
         self.gcs_port = free_port()
         self.dashboard_port = free_port()
+        self.metrics_port = free_port()  # the head's Prometheus endpoint (Ray's and Serve's metrics)
         self.workdir = Path(tempfile.mkdtemp(prefix="lg-ray-"))
         self.token = secrets.token_hex(16)
         self._env = {
@@ -129,7 +130,7 @@ class LocalCluster:
         args = [
             "--head", f"--port={self.gcs_port}", f"--dashboard-port={self.dashboard_port}",
             "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.head_cpus}",
-            f"--temp-dir={self.workdir / 'ray'}",
+            f"--temp-dir={self.workdir / 'ray'}", f"--metrics-export-port={self.metrics_port}",
         ]
         if self.head_resources:
             args.append(f"--resources={json.dumps(self.head_resources)}")
