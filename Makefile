@@ -20,7 +20,7 @@ export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' configs/serve.env)
 
 PYTEST_ARGS ?=
 
-.PHONY: setup models run test manifests clean help
+.PHONY: setup models run test loadtest manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
@@ -28,6 +28,7 @@ help:
 	@echo "make models - (re)build the model repository from configs/models.yaml"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
+	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
 
@@ -47,6 +48,31 @@ run: setup models
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Load tests against a server that is already running (`make run` in another shell): docs/loadtests.md.
+# Reports (locust's CSV and HTML, and a Markdown summary) go to $(REPORTS)/, which git ignores.
+HOST ?= http://127.0.0.1:8000
+USERS ?= 8
+SPAWN_RATE ?= 2
+DURATION ?= 60s
+USER_CLASS ?= MixedUser
+SHAPE ?= none
+REPORTS ?= reports
+LOCUST_ARGS ?=
+
+LOCUST_COMMAND = $(BIN)/locust -f loadtests/locustfile.py --headless --host '$(HOST)' -u $(USERS) -r $(SPAWN_RATE) \
+    -t $(DURATION) --csv $(REPORTS)/loadtest --html $(REPORTS)/loadtest.html --only-summary $(LOCUST_ARGS) $(USER_CLASS)
+
+loadtest: setup
+	@$(BIN)/python loadtests/preflight.py '$(HOST)'
+	@mkdir -p $(REPORTS)
+	@echo "LOADTEST_SHAPE=$(SHAPE) $(LOCUST_COMMAND)"
+	@# The summary is written even when requests failed; the exit status is locust's (1 on any failure).
+	@LOADTEST_SHAPE=$(SHAPE) $(LOCUST_COMMAND); status=$$?; \
+	$(BIN)/python loadtests/summarize.py --prefix $(REPORTS)/loadtest \
+	    --title "make loadtest HOST=$(HOST) USER_CLASS=$(USER_CLASS) USERS=$(USERS) SPAWN_RATE=$(SPAWN_RATE) DURATION=$(DURATION) SHAPE=$(SHAPE)" \
+	    || status=1; \
+	exit $$status
 
 # The KubeRay manifest: serveConfigV2 from serve_config.yaml + the GPU profile, env from configs/serve.env.
 manifests: setup
