@@ -59,6 +59,9 @@ HOST = "127.0.0.1"
 BENTOML_PATH = "/classify"
 TRITON_MODEL = "classifier"
 TRITON_PATH = f"/v2/models/{TRITON_MODEL}/infer"
+# Log lines after which a peer will not become ready, though its process may stay up (BentoML's
+# arbiter keeps running when its worker fails to start): start_peer fails at once on them.
+FATAL_LOG_LINES = {"bentoml": ("Application startup failed",), "triton": ("failed to load 'classifier'",)}
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,9 @@ def _wait_ready(peer: PeerProcess, timeout: float) -> None:
         if peer.process.poll() is not None:
             raise RuntimeError(f"{peer.name} exited with status {peer.process.returncode} while starting; "
                                f"log {peer.log}:\n{log_tail(peer.log)}")
+        log = log_tail(peer.log, 1 << 20)
+        if any(line in log for line in FATAL_LOG_LINES[peer.name]):
+            raise RuntimeError(f"{peer.name} failed to start; log {peer.log}:\n{log_tail(peer.log)}")
         try:
             status, body = post(peer.name, peer.port, image, timeout=10)
             if status == 200:
