@@ -92,6 +92,13 @@ def test_peer_classifies_like_lensgraph_and_stops_cleanly(name, repository, phot
             assert status == 200, payload
             assert launch.parse_predictions(name, payload)[0]["class_id"] == class_id
 
+        # ... and over one keep-alive connection, as the load generator sends them (4 requests, not a load test)
+        from benchmarks.loadgen import run_load
+
+        raw = [running.request_for("127.0.0.1", peer.port, photos[photo]) for photo in PHOTOS]
+        result = run_load("127.0.0.1", peer.port, raw, concurrency=1, duration_s=30, warmup_s=0, max_requests=4)
+        assert result.statuses == {200: 4} and result.failures == 0, (result.statuses, result.failures)
+
         # a few requests at once are batched together and each still gets its own answer
         order = list(PHOTOS) * 3
         with ThreadPoolExecutor(len(order)) as pool:
