@@ -86,3 +86,21 @@ clean:
 .PHONY: peers-check
 peers-check: setup models
 	LENSGRAPH_PEERS=1 $(BIN)/python -m pytest -m peers tests/peers $(PYTEST_ARGS)
+
+# Measurements (issue 5, 6): each writes its results under docs/benchmarks/. They need the whole
+# machine: run one at a time, with nothing else busy. docs/performance.md says what each shows.
+.PHONY: benchmark benchmark-served optimization multinode autoscaling
+benchmark: setup models
+	$(BIN)/python -m benchmarks.compare
+
+benchmark-served: setup models
+	$(BIN)/python -m benchmarks.served_study
+
+optimization: setup models
+	$(BIN)/python -m benchmarks.optimization
+
+multinode: setup models
+	$(BIN)/python -m benchmarks.multinode
+
+autoscaling: setup models
+	$(BIN)/python -m benchmarks.autoscaling

@@ -42,6 +42,7 @@ class LoadResult:
     failures: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     client_cpu_s: float = 0.0
+    timeline: list[tuple[float, int, float]] | None = None  # (end time, status or -1, latency ms) when asked for
 
     @property
     def completed(self) -> int:
@@ -106,12 +107,16 @@ async def _worker(host, port, requests, deadline, result: LoadResult, max_reques
             status, _ = await _read_response(reader)
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             result.failures += 1
+            if result.timeline is not None:
+                result.timeline.append((time.perf_counter(), -1, (time.perf_counter() - start) * 1000))
             if writer is not None:
                 writer.close()
             reader = writer = None
             await asyncio.sleep(0.01)
             continue
         result.statuses[status] = result.statuses.get(status, 0) + 1
+        if result.timeline is not None:
+            result.timeline.append((time.perf_counter(), status, (time.perf_counter() - start) * 1000))
         if status == 200:
             result.latencies_ms.append((time.perf_counter() - start) * 1000)
         else:
@@ -121,15 +126,18 @@ async def _worker(host, port, requests, deadline, result: LoadResult, max_reques
 
 
 def run_load(host: str, port: int, requests: list[bytes], concurrency: int, duration_s: float,
-             warmup_s: float = 2.0, max_requests: int | None = None) -> LoadResult:
-    """Closed-loop load: ``concurrency`` connections, each sending the next request when answered."""
+             warmup_s: float = 2.0, max_requests: int | None = None, timeline: bool = False) -> LoadResult:
+    """Closed-loop load: ``concurrency`` connections, each sending the next request when answered.
+
+    ``timeline``: also record every request's end time (perf_counter), status and latency.
+    """
 
     async def main() -> LoadResult:
         if warmup_s > 0:
             warm = LoadResult(concurrency, warmup_s)
             await asyncio.gather(*(_worker(host, port, requests, time.perf_counter() + warmup_s, warm, None, [0])
                                    for _ in range(concurrency)))
-        result = LoadResult(concurrency, duration_s)
+        result = LoadResult(concurrency, duration_s, timeline=[] if timeline else None)
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         counter = [0]

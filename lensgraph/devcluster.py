@@ -149,6 +149,25 @@ class LocalCluster:
             args.append("--labels=" + ",".join(f"{k}={v}" for k, v in labels.items()))
         return self._start(name, args)
 
+    def api(self, path: str, timeout: float = 10) -> dict:
+        """GET a dashboard REST path (e.g. /api/serve/applications/, /api/v0/nodes) as JSON."""
+        import json
+
+        request = urllib.request.Request(self.dashboard + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def alive_nodes(self) -> list[dict]:
+        """Ray's alive nodes (state API): node_id, resources_total, labels, ..."""
+        body = self.api("/api/v0/nodes?limit=100&detail=true")
+        return [n for n in body["data"]["result"]["result"] if n.get("state") == "ALIVE"]
+
+    def replicas(self, app: str = "lensgraph") -> dict[str, list[dict]]:
+        """deployment -> its replicas (state, node_id, pid) from Serve's REST API."""
+        details = self.api("/api/serve/applications/")
+        deployments = details.get("applications", {}).get(app, {}).get("deployments", {})
+        return {name: d.get("replicas", []) for name, d in deployments.items()}
+
     def _dashboard_up(self) -> bool:
         request = urllib.request.Request(self.dashboard + "/api/version",
                                          headers={"Authorization": f"Bearer {self.token}"})
