@@ -28,6 +28,7 @@ help:
 	@echo "make models - (re)build the model repository from configs/models.yaml"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
+	@echo "make benchmark, benchmark-served, optimization, multinode, autoscaling - measurements (docs/performance.md)"
 	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
