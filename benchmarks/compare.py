@@ -42,9 +42,9 @@ def machine() -> str:
            f"Python {platform.python_version()}"
 
 
-def _factory(system: str):
+def _factory(system: str, overrides: dict | None = None):
     if system == "lensgraph":
-        return systems.lensgraph(optimized=True)
+        return systems.lensgraph(optimized=True, overrides=overrides)
     if system == "lensgraph-serve-defaults":
         return systems.lensgraph(optimized=False)
     if system == "baseline-fastapi":
@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)))
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per point (after 3 s warm-up)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--override", type=json.loads, default=None, metavar="JSON",
+                        help='experiments: per-deployment serve_config fields for lensgraph, e.g. '
+                             '\'{"Classifier": {"user_config": {"intra_op_threads": 1}}}\'')
     args = parser.parse_args(argv)
     assets = settings.assets_dir()
     if assets is None:
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             records += measure_floor(workloads, args.seconds)
         else:
             try:
-                with _factory(system) as running:
+                with _factory(system, args.override) as running:
                     records += measure_served(running, workloads, concurrency, args.seconds)
             except Exception as exc:  # a peer that cannot start is reported, not fatal to the run
                 print(f"{system}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

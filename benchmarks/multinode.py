@@ -74,7 +74,9 @@ def wait_nodes(cluster: LocalCluster, count: int, timeout: float = 90) -> None:
         if len(cluster.alive_nodes()) >= count:
             return
         time.sleep(1)
-    raise TimeoutError(f"fewer than {count} Ray nodes alive after {timeout:.0f}s")
+    logs = "\n".join(f"--- {n.name} (process {'alive' if n.alive else 'exited'}):\n{n.log.read_text()[-1500:]}"
+                     for n in cluster.nodes)
+    raise TimeoutError(f"fewer than {count} Ray nodes alive after {timeout:.0f}s:\n{logs}")
 
 
 # Ray's node failure detection: the GCS health-checks every raylet; these make it declare a dead

@@ -51,14 +51,16 @@ def wait_http(url: str, timeout: float, ok=lambda r: r.status_code == 200) -> No
 
 
 @contextlib.contextmanager
-def lensgraph(optimized: bool = True) -> Iterator[Running]:
+def lensgraph(optimized: bool = True, overrides: dict | None = None) -> Iterator[Running]:
+    """``overrides``: per-deployment fields replacing serve_config.yaml's (experiments)."""
     base = serve_env.load()
     env = {k: v for k, v in base.items() if optimized or k not in SERVE_FLAGS}
     env["LENSGRAPH_MODEL_REPOSITORY"] = str(settings.model_repository_dir())
     saved = {flag: os.environ.pop(flag, None) for flag in SERVE_FLAGS}  # an inherited flag would blur the comparison
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", Path(tempfile.mkdtemp()) / "serve.yaml", port)
+    config = serve_config_for_test(ROOT / "serve_config.yaml", Path(tempfile.mkdtemp()) / "serve.yaml", port,
+                                   overrides)
     try:
         cluster.start_head()
         cluster.deploy(config)
