@@ -184,8 +184,8 @@ def deployment(built_digits):
 def test_one_session_call_serves_a_batch_with_mixed_samples_and_seeds(deployment, mnist_test, monkeypatch):
     images = [mnist_test.images[i] for i in range(4)]
     calls = []
-    real = deployment.run_session
-    monkeypatch.setattr(deployment, "run_session", lambda *a: calls.append(a[1].shape) or real(*a))
+    real = deployment.runner.run_session  # a spy on the real ONNX Runtime call, counting calls
+    monkeypatch.setattr(deployment.runner, "run_session", lambda *a: calls.append(a[1].shape) or real(*a))
     results = deployment.run_batch([(images[0], None, 7), (images[1], 10, 3), (images[2], 100, None), (images[3], 1, 5)])
     assert calls == [(100, 4, 1024)]  # ONE call at the largest T
     assert [r["uncertainty"]["samples"] for r in results] == [30, 10, 100, 1]
@@ -208,7 +208,7 @@ def test_a_seed_reproduces_the_answer_whatever_shares_its_batch(deployment, mnis
 
 
 def test_health_probe_and_info_describe_the_uncertainty(deployment):
-    (probs,) = deployment.run_session(np.zeros((1, 28, 28, 1), np.uint8))
+    (probs,) = deployment.runner.run_session(np.zeros((1, 28, 28, 1), np.uint8))
     assert probs.shape == (1, 1, 10) and np.isfinite(probs).all()
     info = deployment.info()["uncertainty"]
     assert info["calibrated"] and info["default_samples"] == 30 and info["threshold_at_default_samples"] > 0
