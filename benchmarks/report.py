@@ -135,7 +135,8 @@ def write_report(records: list[dict], out: Path, meta: dict) -> None:
              f"{', '.join(f'{x:.2f}' for x in meta['load_after'])}.", "",
              "*x floor*: served requests/s at saturation over the floor's best images/s. *CPU s / req*: CPU seconds "
              "of the server's whole process tree per answered request, at saturation. *memory*: PSS of the server's "
-             "process tree (floor: what loading the models added to this process). *client CPU*: the load "
+             "process tree (floor: what this process grew by, holding every model twice, for 1 and 2 ONNX Runtime "
+             "threads, after batches of up to 32: an upper bound, not one server's footprint). *client CPU*: the load "
              "generator's share of one core. Latency is end to end as the client sees it. Floor: batch size, worker "
              "threads x ONNX Runtime threads of its best run (benchmarks/floor.py).", ""]
     for pipeline, description in meta.get("workloads", {}).items():
