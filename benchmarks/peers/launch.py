@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import time
@@ -48,6 +47,7 @@ from typing import Any
 
 from benchmarks.loadgen import build_request
 from benchmarks.peers import venvs
+from lensgraph.devcluster import descendants, free_port
 
 ROOT = venvs.ROOT
 PEERS_DIR = Path(__file__).resolve().parent
@@ -185,12 +185,6 @@ def probe_image() -> bytes:
 # --- processes ------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def _check_name(name: str) -> str:
     if name not in NAMES:
         raise ValueError(f"unknown peer {name!r}; known: {', '.join(NAMES)}")
@@ -295,31 +289,9 @@ def _wait_ready(peer: PeerProcess, timeout: float) -> None:
                        f"(last: {last}); log {peer.log}:\n{log_tail(peer.log)}")
 
 
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
 def process_tree(root: int) -> set[int]:
     """``root`` and every process below it, alive now (read from /proc)."""
-    children = _children()
-    tree, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid not in tree:
-            tree.add(pid)
-            todo.extend(children.get(pid, []))
-    return tree
+    return {root} | descendants([root])
 
 
 def _alive(pid: int) -> bool:
