@@ -25,9 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.systems import SERVE_FLAGS, wait_http
-from lensgraph import serve_env, settings
-from lensgraph.devcluster import LocalCluster, free_port, serve_config_for_test
+from benchmarks.systems import private_cluster, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 WATCH = ("Preprocessor", "Classifier")
@@ -44,13 +42,7 @@ OVERRIDES = {
 
 
 def run(peak_users: int, step_users: int, step_seconds: float, tail_seconds: float, out: Path) -> dict:
-    env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(settings.model_repository_dir())}
-    for flag in SERVE_FLAGS:
-        os.environ.pop(flag, None)
-    cluster = LocalCluster(head_cpus=8, env=env)
-    port = free_port()
-    work = Path(tempfile.mkdtemp())
-    config = serve_config_for_test(ROOT / "configs" / "profiles" / "cpu.yaml", work / "serve.yaml", port, OVERRIDES)
+    cluster, port, config = private_cluster(ROOT / "configs" / "profiles" / "cpu.yaml", OVERRIDES, head_cpus=8)
     levels = list(range(step_users, peak_users + 1, step_users))
     duration = step_seconds * (2 * len(levels) - 1)
     samples: list[dict] = []

@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections import defaultdict
@@ -34,10 +33,9 @@ import psutil
 from benchmarks.compare import HOST, machine
 from benchmarks.loadgen import build_request, run_load
 from benchmarks.process_stats import tree
-from benchmarks.systems import SERVE_FLAGS, wait_http
+from benchmarks.systems import private_cluster, wait_http
 from benchmarks.workloads import load
-from lensgraph import serve_env, settings
-from lensgraph.devcluster import LocalCluster, free_port, serve_config_for_test
+from lensgraph import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "ray_serve_deployment_processing_latency_ms"
@@ -127,13 +125,8 @@ def main() -> None:
     assets = settings.assets_dir()
     args.out.mkdir(parents=True, exist_ok=True)
     workloads = {p: load(p, assets) for p in ("classify", "faces", "digits")}
-    env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(settings.model_repository_dir())}
-    for flag in SERVE_FLAGS:
-        os.environ.pop(flag, None)
-    cluster = LocalCluster(head_cpus=2, env=env)
-    port = free_port()
-    work = Path(tempfile.mkdtemp())
-    base_config = serve_config_for_test(ROOT / "serve_config.yaml", work / "serve.yaml", port)
+    cluster, port, base_config = private_cluster()
+    work = base_config.parent
     result: dict = {"machine": machine(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "command": "python -m benchmarks.served_study", "seconds": args.seconds,
                     "concurrency": args.concurrency, "stages": {}, "memory": {}, "sweep": [], "flame": {}}

@@ -50,17 +50,26 @@ def wait_http(url: str, timeout: float, ok=lambda r: r.status_code == 200) -> No
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
 
 
+def private_cluster(source: Path = ROOT / "serve_config.yaml", overrides: dict | None = None,
+                    head_cpus: float = 2, optimized: bool = True) -> tuple[LocalCluster, int, Path]:
+    """A private Ray cluster (not yet started) with Serve's process environment, and a copy of the
+    serve config ``source`` bound to a free port with per-deployment ``overrides``.
+
+    ``optimized=False`` leaves out the throughput flags of configs/serve.env; an inherited flag in
+    this process's environment is dropped either way, so it cannot blur a comparison."""
+    env = {k: v for k, v in serve_env.load().items() if optimized or k not in SERVE_FLAGS}
+    env["LENSGRAPH_MODEL_REPOSITORY"] = str(settings.model_repository_dir())
+    for flag in SERVE_FLAGS:
+        os.environ.pop(flag, None)
+    port = free_port()
+    config = serve_config_for_test(source, Path(tempfile.mkdtemp()) / "serve.yaml", port, overrides)
+    return LocalCluster(head_cpus=head_cpus, env=env), port, config
+
+
 @contextlib.contextmanager
 def lensgraph(optimized: bool = True, overrides: dict | None = None) -> Iterator[Running]:
     """``overrides``: per-deployment fields replacing serve_config.yaml's (experiments)."""
-    base = serve_env.load()
-    env = {k: v for k, v in base.items() if optimized or k not in SERVE_FLAGS}
-    env["LENSGRAPH_MODEL_REPOSITORY"] = str(settings.model_repository_dir())
-    saved = {flag: os.environ.pop(flag, None) for flag in SERVE_FLAGS}  # an inherited flag would blur the comparison
-    cluster = LocalCluster(head_cpus=2, env=env)
-    port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", Path(tempfile.mkdtemp()) / "serve.yaml", port,
-                                   overrides)
+    cluster, port, config = private_cluster(overrides=overrides, optimized=optimized)
     try:
         cluster.start_head()
         cluster.deploy(config)
@@ -70,9 +79,6 @@ def lensgraph(optimized: bool = True, overrides: dict | None = None) -> Iterator
         yield Running(name, port, [n.process.pid for n in cluster.nodes], ("classify", "faces", "digits"))
     finally:
         cluster.stop()
-        for flag, value in saved.items():
-            if value is not None:
-                os.environ[flag] = value
 
 
 @contextlib.contextmanager
