@@ -1,8 +1,10 @@
 """Application builder: wires the deployments into one graph for ``serve run serve_config.yaml``.
 
-Every deployment is always part of the graph (serve_config.yaml configures each by name). A model
-missing from the repository starts its deployment without a session: its routes answer 503 with
-the reason and /v1/models lists it as unavailable, so one missing model never takes the others down.
+The root is the Preprocessor, the HTTP ingress that decodes and prepares each upload; it holds a
+handle to every model deployment and calls each directly (one hop per model). Every deployment is
+always part of the graph (serve_config.yaml configures each by name). A model missing from the
+repository starts its deployment without a session: its routes answer 503 with the reason and
+/v1/models lists it as unavailable, so one missing model never takes the others down.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from deployments.classifier import Classifier
 from deployments.digit_classifier import DigitClassifier
 from deployments.face_detector import FaceDetector
 from deployments.landmark_model import LandmarkModel
-from deployments.preprocessor import Preprocessor
 from lensgraph import settings
-from pipelines.ingress import Gateway
+from pipelines.ingress import Preprocessor
 
 DEPLOYMENTS = {
     "classifier": Classifier,
@@ -46,8 +47,7 @@ def build_app(args: dict | None = None) -> Application:
     root = str(settings.model_repository_dir(parsed.repository))
     names = {role: parsed.models.get(role, role) for role in DEPLOYMENTS}
     bound = {role: DEPLOYMENTS[role].bind(names[role], root) for role in DEPLOYMENTS}
-    preprocessor = Preprocessor.bind(bound["face_detector"], bound["landmarks"])
-    return Gateway.bind(preprocessor, bound, parsed.max_upload_bytes)
+    return Preprocessor.bind(bound, parsed.max_upload_bytes)
 
 
 app = build_app

@@ -28,13 +28,12 @@ from deployments.classifier import Classifier
 from deployments.digit_classifier import DigitClassifier
 from deployments.face_detector import FaceDetector
 from deployments.landmark_model import LandmarkModel
-from deployments.preprocessor import PreprocessorSettings
 from pipelines.app import AppArgs
+from pipelines.ingress import PreprocessorSettings
 
 APP_IMPORT_PATH = "pipelines.app:build_app"
 DEPLOYMENT_SETTINGS: dict[str, type[BaseModel]] = {
-    "Gateway": type(None),  # type: ignore[dict-item]  # the ingress takes no user_config
-    "Preprocessor": PreprocessorSettings,
+    "Preprocessor": PreprocessorSettings,  # the HTTP ingress
     **{d.name: d.func_or_class.settings_class for d in (FaceDetector, LandmarkModel, Classifier, DigitClassifier)},
 }
 NESTED = {
@@ -99,10 +98,6 @@ def _check_lensgraph_app(app: dict[str, Any], where: str) -> list[str]:
             continue
         settings_class = DEPLOYMENT_SETTINGS[name]
         user_config = deployment.get("user_config")
-        if settings_class is type(None):
-            if user_config:
-                problems.append(f"{here}user_config: {name} takes no user_config")
-            continue
         try:
             settings = settings_class.model_validate(user_config or {})
         except ValidationError as exc:

@@ -108,6 +108,7 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
+    ingress: dict[str, Any] | None = Field(None, description="the Preprocessor replica that answered: pid, live settings")
 
 
 class HealthResponse(BaseModel):

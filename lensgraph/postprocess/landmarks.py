@@ -99,15 +99,13 @@ def _parabola_offset(
     return np.clip(offset, -0.5, 0.5)
 
 
-def landmark_records(points: np.ndarray, confidence: np.ndarray | None = None) -> list[dict[str, float | str]]:
-    """[{name, x, y[, confidence]}] in output order: the API's landmark shape.
+def landmark_records(points: np.ndarray, confidence: np.ndarray | None = None) -> list[dict[str, float | str | None]]:
+    """[{name, x, y, confidence}] in output order: the API's landmark shape.
 
-    ``confidence`` entries that are NaN (regressors have none) are left out.
+    ``confidence`` is None where it is NaN or absent (regressors have none), as the API's schema says.
     """
-    records: list[dict[str, float | str]] = []
+    records: list[dict[str, float | str | None]] = []
     for i, (name, (x, y)) in enumerate(zip(LANDMARK_NAMES, np.asarray(points, dtype=np.float64))):
-        record: dict[str, float | str] = {"name": name, "x": float(x), "y": float(y)}
-        if confidence is not None and not np.isnan(confidence[i]):
-            record["confidence"] = float(confidence[i])
-        records.append(record)
+        value = None if confidence is None or np.isnan(confidence[i]) else float(confidence[i])
+        records.append({"name": name, "x": float(x), "y": float(y), "confidence": value})
     return records

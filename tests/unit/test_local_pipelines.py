@@ -21,6 +21,7 @@ def test_classify_batch_reads_both_sample_photos(local, assets):
     results = local.classify(photos, top_k=3)
     assert [r["predictions"][0]["class_id"] for r in results] == [0, 35]
     assert all(r["embedding_stats"]["dim"] == 1280 for r in results)
+    assert all(r["model"] == {"name": "classifier", "version": 1, "weights_real": True} for r in results)
     # batching must not change an answer
     alone = local.classify(photos[1:], top_k=3)[0]
     assert alone["predictions"][0]["confidence"] == pytest.approx(results[1]["predictions"][0]["confidence"], abs=1e-5)
@@ -35,8 +36,9 @@ def test_faces_batch_keeps_each_image_with_its_own_faces(local, assets):
         for face in r["faces"]:
             assert len(face["landmarks"]) == 15
             xs = [m["x"] for m in face["landmarks"]]
-            width = face["x2"] - face["x1"]
-            assert face["x1"] - 0.15 * width <= min(xs) and max(xs) <= face["x2"] + 0.15 * width
+            box = face["box"]
+            width = box["x2"] - box["x1"]
+            assert box["x1"] - 0.15 * width <= min(xs) and max(xs) <= box["x2"] + 0.15 * width
 
 
 def test_digits_batch_reads_mnist_and_reports_blank(local):

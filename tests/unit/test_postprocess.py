@@ -215,12 +215,12 @@ def test_load_labels(tmp_path: Path, assets: Path):
     assert len(coral) == 1001 and coral[0] == "background"
 
 
-def test_landmark_records_name_points_in_output_order_and_drop_missing_confidence():
+def test_landmark_records_name_points_in_output_order_and_null_missing_confidence():
     from lensgraph.postprocess.landmarks import LANDMARK_NAMES, landmark_records
 
     points = np.arange(30, dtype=np.float32).reshape(15, 2)
     plain = landmark_records(points, np.full(15, np.nan))
     assert [r["name"] for r in plain] == list(LANDMARK_NAMES)
-    assert plain[1] == {"name": "right_eye_center", "x": 2.0, "y": 3.0}
+    assert plain[1] == {"name": "right_eye_center", "x": 2.0, "y": 3.0, "confidence": None}
     confident = landmark_records(points, np.linspace(0, 1, 15))
     assert confident[-1]["confidence"] == 1.0 and "confidence" in confident[0]

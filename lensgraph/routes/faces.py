@@ -1,0 +1,78 @@
+"""``POST /v1/faces``: model A's input from a photo, one crop per face for model B, and the answer.
+
+The caller holds the decoded photo between the two model calls, so crops are cut where the
+pixels already are and only small tensors reach the models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from lensgraph.imaging.decode import to_gray
+from lensgraph.imaging.transforms import CropBox, detector_input, square_face_crop
+from lensgraph.postprocess.landmarks import landmark_records
+from lensgraph.routes import input_hw, model_ref
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """Model A's input size (from its card), model B's crop side (from its card), the crop's margin."""
+
+    detector_size: tuple[int, int]  # (width, height)
+    landmark_size: int
+    crop_scale: float = 1.0
+
+    @classmethod
+    def from_cards(cls, detector: dict[str, Any], landmarks: dict[str, Any], crop_scale: float = 1.0
+                   ) -> "FaceGeometry":
+        h, w = input_hw(detector)
+        side, side_w = input_hw(landmarks)
+        if side != side_w:
+            raise ValueError(f"{landmarks['name']}: landmark crops must be square, the card says {side}x{side_w}")
+        return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale)
+
+
+def detector_item(pixels: np.ndarray, geometry: FaceGeometry, score_threshold: float | None = None,
+                  iou_threshold: float | None = None) -> tuple[Any, ...]:
+    """The FaceDetectorRunner's item: the resized photo, the original size, per-request thresholds."""
+    h, w = pixels.shape[:2]
+    return detector_input(pixels, geometry.detector_size), w, h, score_threshold, iou_threshold
+
+
+def crops(pixels: np.ndarray, faces: list[dict[str, float]], geometry: FaceGeometry
+          ) -> list[tuple[np.ndarray, CropBox]]:
+    """One square grayscale crop (side x side x 1, uint8) per face box, with the box it came from."""
+    if not faces:
+        return []
+    gray = to_gray(pixels)
+    out = []
+    for f in faces:
+        crop, box = square_face_crop(gray, (f["x1"], f["y1"], f["x2"], f["y2"]), geometry.landmark_size,
+                                     geometry.crop_scale)
+        out.append((crop[..., None], box))
+    return out
+
+
+def face_record(face: dict[str, float], box: CropBox | None = None, result: dict[str, Any] | None = None,
+                size: int = 96) -> dict[str, Any]:
+    """One face of the answer: its box and score, and model B's 15 points mapped into the photo."""
+    record: dict[str, Any] = {"box": {k: face[k] for k in ("x1", "y1", "x2", "y2")}, "score": face["score"],
+                              "landmarks": []}
+    if box is not None and result is not None:
+        record["landmarks"] = landmark_records(box.to_image(result["points"], out_size=size), result["confidence"])
+    return record
+
+
+def answer(detector: dict[str, Any], landmarks: dict[str, Any], width: int, height: int,
+           faces: list[dict[str, float]], cut: list[tuple[np.ndarray, CropBox]] | None,
+           results: list[dict[str, Any]] | None, geometry: FaceGeometry) -> dict[str, Any]:
+    """The API's answer; ``cut`` and ``results`` are None when landmarks were not asked for."""
+    if cut is None or results is None:
+        records = [face_record(f) for f in faces]
+    else:
+        records = [face_record(f, box, r, geometry.landmark_size) for f, (_, box), r in zip(faces, cut, results)]
+    return {"models": [model_ref(detector), model_ref(landmarks)], "image": {"width": width, "height": height},
+            "faces": records}
