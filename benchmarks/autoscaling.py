@@ -32,12 +32,12 @@ WATCH = ("Preprocessor", "Classifier")
 AUTOSCALING = {"min_replicas": 1, "max_replicas": 3, "upscale_delay_s": 5, "downscale_delay_s": 15,
                "metrics_interval_s": 1, "look_back_period_s": 5}
 OVERRIDES = {
-    "Gateway": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}},
-    "Preprocessor": {"autoscaling_config": {**AUTOSCALING, "target_ongoing_requests": 4},
-                     "ray_actor_options": {"num_cpus": 0.5}, "user_config": {"threads": 1}},
+    # The ingress counts every request in flight (also while the models work): a higher target.
+    "Preprocessor": {"autoscaling_config": {**AUTOSCALING, "target_ongoing_requests": 16},
+                     "ray_actor_options": {"num_cpus": 0.5}, "user_config": {"decode_threads": 0}},
     "Classifier": {"autoscaling_config": {**AUTOSCALING, "target_ongoing_requests": 2},
                    "ray_actor_options": {"num_cpus": 0.5},
-                   "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.004, "intra_op_threads": 1}},
+                   "user_config": {"max_batch_size": 8, "batch_wait_timeout_s": 0.0, "intra_op_threads": 1}},
 }
 
 

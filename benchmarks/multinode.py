@@ -4,9 +4,9 @@ them, load running, one worker node killed: do the replicas come back and does t
     python -m benchmarks.multinode            # or: make multinode; writes docs/benchmarks/multinode.{json,md}
 
 Three ``ray start`` processes on 127.0.0.1 (lensgraph.devcluster): the head holds the controller,
-the HTTP proxy and the Gateway (custom resource ``lensgraph_head``); the workers ``worker-a`` and
-``worker-b`` (resource ``lensgraph_worker``, label ``lensgraph/node``) hold two replicas of every
-model deployment and of the Preprocessor, which Serve spreads over them. Under closed-loop load
+the HTTP proxy and the Preprocessor, the ingress (custom resource ``lensgraph_head``); the workers
+``worker-a`` and ``worker-b`` (resource ``lensgraph_worker``, label ``lensgraph/node``) hold two
+replicas of every model deployment, which Serve spreads over them. Under closed-loop load
 (classify, faces and digits requests mixed) worker-b is killed with SIGKILL, its whole process
 tree at once, as a crashed machine would vanish. Recorded: where each replica ran before and
 after, every request's time and status, how many failed and over what window, and when Serve
@@ -35,13 +35,14 @@ from lensgraph.devcluster import LocalCluster, descendants, free_port, kill_all,
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 WORKERS = ("worker-a", "worker-b")
-SPREAD = ("Preprocessor", "FaceDetector", "LandmarkModel", "Classifier", "DigitClassifier")
+INGRESS = "Preprocessor"
+SPREAD = ("FaceDetector", "LandmarkModel", "Classifier", "DigitClassifier")
 
 
 def multinode_config(source: Path, target: Path, port: int) -> Path:
     """serve_config.yaml for this cluster: proxy on the head only (all nodes share 127.0.0.1), the
-    Gateway on the head, two replicas of every other deployment on the workers."""
-    overrides = {"Gateway": {"ray_actor_options": {"num_cpus": 0.25, "resources": {"lensgraph_head": 0.01}}}}
+    ingress (the Preprocessor) on the head, two replicas of every model deployment on the workers."""
+    overrides = {INGRESS: {"ray_actor_options": {"num_cpus": 0.25, "resources": {"lensgraph_head": 0.01}}}}
     for name in SPREAD:
         overrides[name] = {"num_replicas": 2}
     serve_config_for_test(source, target, port, overrides)

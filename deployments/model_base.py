@@ -28,6 +28,10 @@ from lensgraph.runtime.session import SessionConfig, default_threads
 
 logger = logging.getLogger("ray.serve")
 
+# Upper bound of ``inference_threads``: Serve fixes max_concurrent_batches when the class is defined;
+# the live setting is the number of threads that run the formed batches.
+MAX_CONCURRENT_BATCHES = 2
+
 
 class ModelSettings(BaseModel):
     """``user_config`` of a model deployment; changes apply to live replicas without a restart."""
@@ -35,7 +39,10 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(16, ge=1, le=1024)
-    batch_wait_timeout_s: float = Field(0.005, ge=0.0, le=1.0)
+    batch_wait_timeout_s: float = Field(0.0, ge=0.0, le=1.0, description=(
+        "0: a batch is whatever queued while the previous one ran (no added latency when idle)"))
+    inference_threads: int = Field(1, ge=1, le=MAX_CONCURRENT_BATCHES, description=(
+        "batches run at once, each on its own thread over the same session"))
     intra_op_threads: int | None = Field(None, ge=1, le=256, description="default: the replica's num_cpus")
     inter_op_threads: int = Field(1, ge=1, le=64)
     graph_optimization: str = Field("all", pattern="^(disable|basic|extended|all)$")
@@ -68,8 +75,7 @@ class BatchedModel:
             logger.warning("%s unavailable: %s", model_name, exc.message)
         self.settings = self.settings_class()
         self.runner: ModelRunner | None = None
-        # One inference thread: batches run one after another while the event loop keeps queueing.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{model_name}-ort")
+        self._executor: ThreadPoolExecutor | None = None
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.items_served = 0
         self.started_at = time.time()
@@ -87,6 +93,13 @@ class BatchedModel:
             else:
                 self.runner.configure(new.session_config())
             self.configure_runner(self.runner, new)
+        if self._executor is None or new.inference_threads != self.settings.inference_threads:
+            # Batches run on these threads (ONNX Runtime releases the GIL) while the event loop keeps
+            # queueing; several threads with one intra-op thread each avoid ORT's own thread-pool
+            # synchronisation, which costs CPU on a small, busy node (docs/serving.md).
+            old, self._executor = self._executor, ThreadPoolExecutor(new.inference_threads, f"{self.model_name}-ort")
+            if old is not None:
+                old.shutdown(wait=False)
         self._infer.set_max_batch_size(new.max_batch_size)
         self._infer.set_batch_wait_timeout_s(new.batch_wait_timeout_s)
         self.settings = new
@@ -106,7 +119,7 @@ class BatchedModel:
         self.require_model()
         return await self._infer(item)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=MAX_CONCURRENT_BATCHES)
     async def _infer(self, items: list[Any]) -> list[Any]:
         self.batch_sizes[len(items)] += 1
         self.items_served += len(items)
@@ -153,6 +166,7 @@ class BatchedModel:
                 "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,
             },
             "runtime": {
+                "inference_threads": self.settings.inference_threads,
                 "intra_op_threads": self.runner.session_config.intra_op_threads,
                 "inter_op_threads": self.runner.session_config.inter_op_threads,
                 "graph_optimization": self.runner.session_config.graph_optimization,

@@ -13,6 +13,7 @@ them, but they are not re-validated on every request.
 
 
 import asyncio
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -40,6 +41,7 @@ from pipelines.schemas import (
     ModelsResponse,
 )
 
+logger = logging.getLogger("ray.serve")
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
 
 app = FastAPI(
@@ -73,6 +75,11 @@ class Preprocessor:
         self._pool: ThreadPoolExecutor | None = None
         self._cards: dict[str, dict[str, Any]] = {}
         self._geometry: dict[str, Any] = {}
+        if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
+            logger.warning(
+                "Serve runs without configs/serve.env (no RAY_SERVE_THROUGHPUT_OPTIMIZED, no HAProxy): answers are "
+                "the same, throughput is about half and idle CPU higher; `make run` or "
+                "`set -a; . configs/serve.env; serve run serve_config.yaml` applies it (docs/serving.md)")
 
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         new = PreprocessorSettings.model_validate(user_config or {})

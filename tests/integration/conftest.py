@@ -62,3 +62,34 @@ def running_server(repository: Path, assets: Path, workdir: Path) -> Iterator[Se
 def server(repository: Path, assets: Path, tmp_path_factory) -> Iterator[Server]:
     with running_server(repository, assets, tmp_path_factory.mktemp("serve")) as running:
         yield running
+
+
+def noise_png(min_bytes: int) -> bytes:
+    """A valid, incompressible PNG of at least ``min_bytes``: above gRPC's default 4 MiB message limit
+    when asked, so a route that passed the upload between replicas would fail on it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    side = int((min_bytes / 3) ** 0.5) + 16
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    assert len(buffer.getvalue()) >= min_bytes
+    return buffer.getvalue()
+
+
+def check_large_uploads(url: str) -> None:
+    """A valid 6 MB upload is answered on every route that decodes; 20 MB gets the 413 JSON, not a reset."""
+    big = noise_png(6 * 1024 * 1024)
+    for route in ("/v1/classify", "/v1/faces", "/v1/digits", "/v1/landmarks"):
+        response = httpx.post(url + route, content=big, headers={"content-type": "image/png"}, timeout=120)
+        assert response.status_code == 200, (route, response.text[:300])
+    huge = b"\xff\xd8" + bytes(20 * 1024 * 1024)
+    chunked = (huge[i : i + 2**20] for i in range(0, len(huge), 2**20))  # no Content-Length: read and cut off
+    for content in (huge, chunked):
+        response = httpx.post(url + "/v1/classify", content=content, headers={"content-type": "image/jpeg"}, timeout=120)
+        assert response.status_code == 413, response.text[:300]
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"] == "image_too_large"

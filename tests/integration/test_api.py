@@ -15,6 +15,8 @@ import pytest
 import yaml
 from PIL import Image
 
+from tests.integration.conftest import check_large_uploads
+
 pytestmark = pytest.mark.serve
 
 FACE_PHOTOS = [
@@ -173,6 +175,7 @@ def test_every_error_is_json_with_its_status_and_the_service_keeps_serving(serve
            413, "image_too_large")
     bomb = _png_declaring(30000, 30000)
     _error(httpx.post(url + "/v1/faces", content=bomb, headers={"content-type": "image/png"}), 413, "image_too_large")
+    check_large_uploads(url)  # and with chunked bodies (no Content-Length)
     # Still serving, and correctly.
     assert httpx.get(url + "/healthz").json()["status"] == "ok"
     ok = post_file(url + "/v1/classify", assets / "imagenet/n01440764_tench.JPEG")

@@ -174,7 +174,7 @@ def test_serve_config_v2_is_the_gpu_profile_over_serve_config(manifest):
     assert app["deployments"] == profile["applications"][0]["deployments"]
     assert [d["name"] for d in app["deployments"]] == [d["name"] for d in base["applications"][0]["deployments"]]
     gpus = {d["name"]: d["ray_actor_options"].get("num_gpus", 0) for d in app["deployments"]}
-    assert gpus == {"Gateway": 0, "Preprocessor": 0, "FaceDetector": 0.2, "LandmarkModel": 0.1,
+    assert gpus == {"Preprocessor": 0, "FaceDetector": 0.2, "LandmarkModel": 0.1,
                     "Classifier": 0.3, "DigitClassifier": 0.1}
     assert "runtime_env" not in app, "the code and models are in the image"
 

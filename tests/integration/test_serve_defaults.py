@@ -1,0 +1,48 @@
+"""Plain `serve run serve_config.yaml` (Ray's convention) without configs/serve.env: Serve's default
+process settings (no throughput mode, no HAProxy, gRPC's default message limit). Same answers, and
+the same 413 JSON for an oversized upload: uploads never travel between replicas."""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+import pytest
+
+from lensgraph.devcluster import LocalCluster, free_port, serve_config_for_test
+from tests.integration.conftest import ROOT, check_large_uploads, wait_ready
+
+pytestmark = pytest.mark.serve
+
+
+@pytest.fixture(scope="module")
+def plain_server(repository, assets, tmp_path_factory):
+    inherited = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("RAY_SERVE_")}
+    env = {"LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
+    cluster = LocalCluster(head_cpus=2, env=env)
+    port = free_port()
+    config = serve_config_for_test(ROOT / "serve_config.yaml", tmp_path_factory.mktemp("plain") / "serve.yaml", port)
+    try:
+        cluster.start_head()
+        cluster.deploy(config)
+        cluster.wait_running()
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        yield url
+    finally:
+        cluster.stop()
+        os.environ.update(inherited)
+
+
+def test_plain_serve_answers_as_with_serve_env(plain_server, assets):
+    photo = (assets / "imagenet/n01667114_mud_turtle.JPEG").read_bytes()
+    body = httpx.post(plain_server + "/v1/classify", content=photo, headers={"content-type": "image/jpeg"},
+                      timeout=60).json()
+    assert body["predictions"][0]["class_id"] == 35
+    faces = httpx.post(plain_server + "/v1/faces", files={"file": ("g.jpg", (assets / "face_detector/linzaer_imgs_2.jpg")
+                                                                  .read_bytes())}, timeout=60).json()
+    assert len(faces["faces"]) == 4 and all(len(f["landmarks"]) == 15 for f in faces["faces"])
+
+
+def test_plain_serve_takes_large_uploads_and_refuses_oversized_ones_with_json(plain_server):
+    check_large_uploads(plain_server)
