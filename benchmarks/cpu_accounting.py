@@ -47,10 +47,11 @@ WARMUP_S = 3.0
 
 
 @contextlib.contextmanager
-def served_app(overrides: dict | None = None) -> Iterator[tuple[LocalCluster, Running, str]]:
+def served_app(overrides: dict | None = None, env_changes: dict | None = None
+               ) -> Iterator[tuple[LocalCluster, Running, str]]:
     """systems.lensgraph()'s start-up, keeping the cluster (its dashboard names the ingress) and
     the application's name: (cluster, running, app name)."""
-    cluster, port, config = private_cluster(overrides=overrides)
+    cluster, port, config = private_cluster(overrides=overrides, env_changes=env_changes)
     app = yaml.safe_load(config.read_text())["applications"][0]["name"]
     try:
         cluster.start_head()
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ingress", default=None, help="the ingress deployment's name (default: ask Serve)")
     parser.add_argument("--override", type=json.loads, default=None, metavar="JSON",
                         help="per-deployment serve_config fields, as benchmarks.compare takes them")
+    parser.add_argument("--env", type=json.loads, default=None, metavar="JSON",
+                        help='configs/serve.env changed for this run, e.g. \'{"RAY_SERVE_CONTROL_LOOP_INTERVAL_S": null}\' '
+                             "(null drops a variable: Ray's default)")
     args = parser.parse_args(argv)
     if settings.assets_dir() is None:
         sys.exit("set LENSGRAPH_ASSETS to the assets folder")
@@ -242,9 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     run: dict = {"command": " ".join(["python -m benchmarks.cpu_accounting", *(sys.argv[1:] if argv is None else argv)]),
                  "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                  "settings": {"concurrency": args.concurrency, "seconds": args.seconds, "idle_seconds": args.idle_seconds,
-                              "settle_seconds": args.settle_seconds, "override": args.override},
+                              "settle_seconds": args.settle_seconds, "override": args.override,
+                              "env": args.env},
                  "ingress": None, "ingress_source": None, "idle": None, "pipelines": {}, "flame": {}}
-    with served_app(args.override) as (cluster, running, app):
+    with served_app(args.override, args.env) as (cluster, running, app):
         roots = running.roots
         run["idle"] = measure_idle(roots, args.settle_seconds, args.idle_seconds)
         print("idle", json.dumps(run["idle"]), flush=True)

@@ -51,13 +51,21 @@ def wait_http(url: str, timeout: float, ok=lambda r: r.status_code == 200) -> No
 
 
 def private_cluster(source: Path = ROOT / "serve_config.yaml", overrides: dict | None = None,
-                    head_cpus: float = 2, optimized: bool = True) -> tuple[LocalCluster, int, Path]:
+                    head_cpus: float = 2, optimized: bool = True, env_changes: dict[str, str | None] | None = None
+                    ) -> tuple[LocalCluster, int, Path]:
     """A private Ray cluster (not yet started) with Serve's process environment, and a copy of the
     serve config ``source`` bound to a free port with per-deployment ``overrides``.
 
     ``optimized=False`` leaves out the throughput flags of configs/serve.env; an inherited flag in
-    this process's environment is dropped either way, so it cannot blur a comparison."""
+    this process's environment is dropped either way, so it cannot blur a comparison. ``env_changes``
+    (experiments) sets variables of configs/serve.env to other values, or drops those given as None."""
     env = {k: v for k, v in serve_env.load().items() if optimized or k not in SERVE_FLAGS}
+    for key, value in (env_changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+            os.environ.pop(key, None)
+        else:
+            env[key] = str(value)
     env["LENSGRAPH_MODEL_REPOSITORY"] = str(settings.model_repository_dir())
     for flag in SERVE_FLAGS:
         os.environ.pop(flag, None)
