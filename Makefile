@@ -28,7 +28,7 @@ help:
 	@echo "make models - (re)build the model repository from configs/models.yaml"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
-	@echo "make benchmark, benchmark-served, optimization, multinode, autoscaling - measurements (docs/performance.md)"
+	@echo "make benchmark, cpu-accounting, cost-growth, benchmark-served, optimization, multinode, autoscaling - measurements (docs/performance.md)"
 	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
@@ -90,12 +90,20 @@ peers-check: setup models
 
 # Measurements (issue 5, 6): each writes its results under docs/benchmarks/. They need the whole
 # machine: run one at a time, with nothing else busy. docs/performance.md says what each shows.
-.PHONY: benchmark benchmark-served optimization multinode autoscaling
+.PHONY: benchmark benchmark-served cpu-accounting cost-growth optimization multinode autoscaling
 benchmark: setup models
 	$(BIN)/python -m benchmarks.compare
 
 benchmark-served: setup models
 	$(BIN)/python -m benchmarks.served_study
+
+# Labelled runs live side by side in docs/benchmarks/cpu_accounting.{json,md}: measure before and after a change.
+LABEL ?= current
+cpu-accounting: setup models
+	$(BIN)/python -m benchmarks.cpu_accounting --label '$(LABEL)'
+
+cost-growth: setup models
+	$(BIN)/python -m benchmarks.cost_growth
 
 optimization: setup models
 	$(BIN)/python -m benchmarks.optimization
