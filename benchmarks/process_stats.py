@@ -126,16 +126,18 @@ def cpu_by_role(before: dict[int, tuple[str, float]], after: dict[int, tuple[str
 
 
 def pss_by_role(roots: list[int]) -> dict[str, dict]:
-    """PSS MiB per role (RSS where PSS cannot be read), with the number of processes."""
+    """PSS and RSS MiB per role (RSS stands in where PSS cannot be read), the number of processes, their pids."""
     roles: dict[str, dict] = {}
     for proc in tree(roots):
         try:
             info = proc.memory_full_info()
         except psutil.Error:
             continue
-        r = roles.setdefault(role(proc), {"processes": 0, "pss_mb": 0.0})
+        r = roles.setdefault(role(proc), {"processes": 0, "pss_mb": 0.0, "rss_mb": 0.0, "pids": []})
         r["processes"] += 1
         r["pss_mb"] += getattr(info, "pss", info.rss) / 2**20
+        r["rss_mb"] += info.rss / 2**20
+        r["pids"].append(proc.pid)
     return roles
 
 

@@ -28,11 +28,10 @@ import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-import psutil
 
 from benchmarks.compare import HOST, machine
 from benchmarks.loadgen import build_request, run_load
-from benchmarks.process_stats import tree
+from benchmarks.process_stats import pss_by_role
 from benchmarks.systems import private_cluster, wait_http
 from benchmarks.workloads import load
 from lensgraph import settings
@@ -73,39 +72,10 @@ def settled_scrape(port: int, wait: float = 15.0) -> dict[str, tuple[float, floa
     return previous
 
 
-def role(proc: psutil.Process) -> str:
-    try:
-        cmd = " ".join(proc.cmdline())
-        name = proc.name()
-    except psutil.Error:
-        return "?"
-    match = re.search(r"ServeReplica:lensgraph:(\w+)", cmd)
-    if match:
-        return f"replica: {match.group(1)}"
-    for key, label in (("ServeController", "Serve controller"), ("ProxyActor", "Serve proxy actor"),
-                       ("haproxy", "HAProxy"), ("gcs_server", "Ray GCS"), ("raylet", "Ray raylet"),
-                       ("dashboard", "Ray dashboard + agents"), ("log_monitor", "Ray log monitor"),
-                       ("runtime_env", "Ray dashboard + agents"), ("monitor.py", "Ray autoscaler monitor")):
-        if key in cmd or key in name:
-            return label
-    if "default_worker" in cmd or "ray::" in cmd:
-        return "Ray idle workers"
-    return "other: " + name
-
-
 def memory_by_role(roots: list[int]) -> dict[str, dict]:
-    roles: dict[str, dict] = {}
-    for proc in tree(roots):
-        try:
-            info = proc.memory_full_info()
-        except psutil.Error:
-            continue
-        r = roles.setdefault(role(proc), {"processes": 0, "pss_mb": 0.0, "rss_mb": 0.0, "pids": []})
-        r["processes"] += 1
-        r["pss_mb"] += info.pss / 2**20
-        r["rss_mb"] += info.rss / 2**20
-        r["pids"].append(proc.pid)
-    return {k: {**v, "pss_mb": round(v["pss_mb"], 1), "rss_mb": round(v["rss_mb"], 1)} for k, v in sorted(roles.items())}
+    """PSS and RSS per role (benchmarks.process_stats), with the pids: the flame graphs need them."""
+    return {k: {**v, "pss_mb": round(v["pss_mb"], 1), "rss_mb": round(v["rss_mb"], 1)}
+            for k, v in sorted(pss_by_role(roots).items())}
 
 
 def flame(pid: int, seconds: float, out: Path) -> str | None:

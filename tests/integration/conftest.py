@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,9 +42,14 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 
 @contextmanager
-def running_server(repository: Path, assets: Path, workdir: Path) -> Iterator[Server]:
-    """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after."""
-    env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
+def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env: bool = True) -> Iterator[Server]:
+    """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after.
+
+    ``with_serve_env=False``: Serve's default process settings, as plain `serve run` has them (variables
+    of configs/serve.env inherited from this process are dropped for the cluster's lifetime)."""
+    inherited = {} if with_serve_env else {k: os.environ.pop(k) for k in serve_env.load() if k in os.environ}
+    env = {**(serve_env.load() if with_serve_env else {}),
+           "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
     config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port)
@@ -56,6 +62,7 @@ def running_server(repository: Path, assets: Path, workdir: Path) -> Iterator[Se
         yield Server(url, cluster, config)
     finally:
         cluster.stop()
+        os.environ.update(inherited)
 
 
 @pytest.fixture(scope="module")

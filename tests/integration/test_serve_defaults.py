@@ -4,34 +4,18 @@ the same 413 JSON for an oversized upload: uploads never travel between replicas
 
 from __future__ import annotations
 
-import os
-
 import httpx
 import pytest
 
-from lensgraph.devcluster import LocalCluster, free_port, serve_config_for_test
-from tests.integration.conftest import ROOT, check_large_uploads, wait_ready
+from tests.integration.conftest import check_large_uploads, running_server
 
 pytestmark = pytest.mark.serve
 
 
 @pytest.fixture(scope="module")
 def plain_server(repository, assets, tmp_path_factory):
-    inherited = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("RAY_SERVE_")}
-    env = {"LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
-    cluster = LocalCluster(head_cpus=2, env=env)
-    port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", tmp_path_factory.mktemp("plain") / "serve.yaml", port)
-    try:
-        cluster.start_head()
-        cluster.deploy(config)
-        cluster.wait_running()
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url)
-        yield url
-    finally:
-        cluster.stop()
-        os.environ.update(inherited)
+    with running_server(repository, assets, tmp_path_factory.mktemp("plain"), with_serve_env=False) as server:
+        yield server.url
 
 
 def test_plain_serve_answers_as_with_serve_env(plain_server, assets):
