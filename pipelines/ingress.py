@@ -83,8 +83,10 @@ class Preprocessor:
 
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         new = PreprocessorSettings.model_validate(user_config or {})
-        if new.decode_threads != self.settings.decode_threads or self._pool is None and new.decode_threads:
-            self._pool = ThreadPoolExecutor(new.decode_threads, "decode") if new.decode_threads else None
+        if new.decode_threads != self.settings.decode_threads or (self._pool is None and new.decode_threads):
+            old, self._pool = self._pool, ThreadPoolExecutor(new.decode_threads, "decode") if new.decode_threads else None
+            if old is not None:
+                old.shutdown(wait=False)
         if new.face_crop_scale != self.settings.face_crop_scale:
             self._geometry.pop("faces", None)
         self.settings = new
