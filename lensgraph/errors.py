@@ -49,6 +49,19 @@ class ModelUnavailable(LensgraphError):
     status, code = 503, "model_unavailable"
 
 
+class Overloaded(LensgraphError):
+    """The service is at its limit: refused at once, with when to try again (``Retry-After``)."""
+
+    status, code = 503, "overloaded"
+    retry_after_s = 1
+
+
+class DeadlineExceeded(LensgraphError):
+    """The request's deadline (server default or the client's ``X-Request-Timeout``) passed first."""
+
+    status, code = 504, "deadline_exceeded"
+
+
 class WeightsError(LensgraphError):
     """A state dict or weight file does not fit the architecture or cannot be found."""
 

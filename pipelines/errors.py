@@ -31,17 +31,23 @@ def unwrap(exc: BaseException) -> LensgraphError | None:
     return None
 
 
-def error_response(status: int, code: str, message: str, detail: dict | None = None) -> JSONResponse:
+def error_response(status: int, code: str, message: str, detail: dict | None = None,
+                   retry_after_s: int | None = None) -> JSONResponse:
     body = {"error": code, "message": message}
     if detail:
         body["detail"] = detail
-    return JSONResponse(status_code=status, content=body)
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+def _ours(exc: LensgraphError) -> JSONResponse:
+    return error_response(exc.status, exc.code, exc.message, exc.detail or None, getattr(exc, "retry_after_s", None))
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(LensgraphError)
     async def _lensgraph(request: Request, exc: LensgraphError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.detail or None)
+        return _ours(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,9 +67,9 @@ def install(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         ours = unwrap(exc)
         if ours is not None:
-            return error_response(ours.status, ours.code, ours.message, ours.detail or None)
+            return _ours(ours)
         name = type(exc).__name__
-        if "BackPressure" in name or "Unavailable" in name:
-            return error_response(503, "overloaded", f"the service is busy ({name}); retry shortly")
+        if "BackPressure" in name or "Unavailable" in name:  # a model deployment's queue is full
+            return error_response(503, "overloaded", f"the service is busy ({name}); retry shortly", retry_after_s=1)
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", f"unexpected {name}; the service logged it")

@@ -68,6 +68,21 @@ async def read_image(request: Request, max_bytes: int) -> bytes:
     return data
 
 
+def request_deadline(request: Request, default_s: float) -> float:
+    """Seconds this request may take: the server's default, or less when the client's
+    ``X-Request-Timeout`` header (seconds) asks for less."""
+    value = request.headers.get("x-request-timeout")
+    if value is None:
+        return default_s
+    try:
+        asked = float(value)
+    except ValueError:
+        raise InvalidRequest(f"X-Request-Timeout must be a number of seconds, got {value!r}") from None
+    if not asked > 0 or asked != asked:
+        raise InvalidRequest(f"X-Request-Timeout must be > 0 seconds, got {value!r}")
+    return min(asked, default_s)
+
+
 def _from_json(body: bytes) -> bytes:
     try:
         payload = json.loads(body or b"null")

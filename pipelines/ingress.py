@@ -25,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from lensgraph.errors import ModelUnavailable
+from lensgraph.errors import DeadlineExceeded, ModelUnavailable, Overloaded
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
 from lensgraph.routes import classify, digits, faces, landmarks
 from pipelines import errors
-from pipelines.http_inputs import read_image
+from pipelines.http_inputs import read_image, request_deadline
 from pipelines.schemas import (
     ClassifyResponse,
     DigitResponse,
@@ -42,7 +42,7 @@ from pipelines.schemas import (
 )
 
 logger = logging.getLogger("ray.serve")
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503, 504)}
 
 app = FastAPI(
     title="lensgraph",
@@ -63,6 +63,13 @@ class PreprocessorSettings(BaseModel):
         0, ge=0, le=64,
         description="0: decode on the replica's event loop (cheapest on small nodes); N: a pool of N threads",
     )
+    max_in_flight: int = Field(
+        128, ge=1, le=100_000,
+        description="model requests this replica works on at once; more are refused at once with 503 + Retry-After",
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="deadline of a request (504 after it); X-Request-Timeout may ask for less",
+    )
 
 
 @serve.deployment(name="Preprocessor", max_ongoing_requests=256)
@@ -74,6 +81,7 @@ class Preprocessor:
         self.settings = PreprocessorSettings()
         self._pool: ThreadPoolExecutor | None = None
         self._cards: dict[str, dict[str, Any]] = {}
+        self._in_flight = 0
         self._geometry: dict[str, Any] = {}
         if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
             logger.warning(
@@ -90,6 +98,29 @@ class Preprocessor:
         if new.face_crop_scale != self.settings.face_crop_scale:
             self._geometry.pop("faces", None)
         self.settings = new
+
+    # -- admission and deadlines ---------------------------------------------------------------------
+    async def _admit(self, request: Request, work) -> JSONResponse:
+        """Run one model request within its deadline, or refuse it at once when the replica is full.
+
+        The refusal costs no decode and no model call; a request past its deadline is cancelled,
+        and the cancellation reaches the model deployment's queue through the handle."""
+        try:
+            if self._in_flight >= self.settings.max_in_flight:
+                raise Overloaded(f"the service is at its limit of {self.settings.max_in_flight} requests in flight "
+                                 "on this replica; retry after the Retry-After seconds")
+            deadline = request_deadline(request, self.settings.request_timeout_s)
+        except Exception:
+            work.close()  # never started: no "coroutine was never awaited"
+            raise
+        self._in_flight += 1
+        try:
+            async with asyncio.timeout(deadline):  # a timer on this task, no new task per request
+                return await work
+        except TimeoutError:
+            raise DeadlineExceeded(f"no answer within the request's deadline of {deadline:g} s") from None
+        finally:
+            self._in_flight -= 1
 
     # -- the work of this stage ------------------------------------------------------------------
     def _decode(self, data: bytes) -> DecodedImage:
@@ -123,6 +154,10 @@ class Preprocessor:
         profile: str = Query("standard", description="standard | zoom-crop-pad"),
         seed: int | None = Query(None, description="makes zoom-crop-pad's random crop reproducible"),
     ) -> JSONResponse:
+        return await self._admit(request, self._classify(request, top_k, embedding, profile, seed))
+
+    async def _classify(self, request: Request, top_k: int, embedding: bool, profile: str, seed: int | None
+                        ) -> JSONResponse:
         card = await self._card("classifier")
         geometry = self._geometry.get("classify") or self._geometry.setdefault(
             "classify", classify.ClassifyGeometry.from_card(card))
@@ -140,6 +175,10 @@ class Preprocessor:
         iou_threshold: float | None = Query(None, ge=0.0, le=1.0, description="NMS overlap"),
         landmarks: bool = Query(True, description="run model B on every face"),
     ) -> JSONResponse:
+        return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks))
+
+    async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
+                     landmarks: bool) -> JSONResponse:
         detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
         geometry = self._geometry.get("faces") or self._geometry.setdefault(
             "faces", faces.FaceGeometry.from_cards(detector, landmark_card, self.settings.face_crop_scale))
@@ -160,6 +199,9 @@ class Preprocessor:
 
     @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop")
     async def landmarks(self, request: Request) -> JSONResponse:
+        return await self._admit(request, self._landmark_route(request))
+
+    async def _landmark_route(self, request: Request) -> JSONResponse:
         card = await self._card("landmarks")
         side = self._geometry.get("landmarks") or self._geometry.setdefault("landmarks", landmarks.crop_side(card))
         data = await read_image(request, self.max_upload_bytes)
@@ -177,6 +219,10 @@ class Preprocessor:
         seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes the dropout masks, so the answer, reproducible"),
         samples: int | None = Query(None, ge=1, le=200, description="Monte-Carlo dropout samples T (default: the model's, 30)"),
     ) -> JSONResponse:
+        return await self._admit(request, self._digits(request, probabilities, seed, samples))
+
+    async def _digits(self, request: Request, probabilities: bool, seed: int | None, samples: int | None
+                      ) -> JSONResponse:
         card = await self._card("digits")
         if "digits" not in self._geometry:
             digits.check_card(card)

@@ -42,7 +42,8 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 
 @contextmanager
-def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env: bool = True) -> Iterator[Server]:
+def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env: bool = True,
+                   overrides: dict | None = None) -> Iterator[Server]:
     """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after.
 
     ``with_serve_env=False``: Serve's default process settings, as plain `serve run` has them (variables
@@ -52,7 +53,7 @@ def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env
            "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port)
+    config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port, overrides)
     try:
         cluster.start_head()
         cluster.deploy(config)
