@@ -64,7 +64,7 @@ class PreprocessorSettings(BaseModel):
         description="0: decode on the replica's event loop (cheapest on small nodes); N: a pool of N threads",
     )
     max_in_flight: int = Field(
-        128, ge=1, le=100_000,
+        32, ge=1, le=100_000,
         description="model requests this replica works on at once; more are refused at once with 503 + Retry-After",
     )
     request_timeout_s: float = Field(
