@@ -113,23 +113,27 @@ def test_multipart_raw_and_base64_give_the_same_answer(server, assets):
     assert multipart == raw == b64 == data_url
 
 
-def test_64_concurrent_requests_succeed_and_form_batches(server, assets):
-    before = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
+def test_concurrent_requests_up_to_the_admission_limit_succeed_and_form_batches(server, assets):
+    """As many requests at once as one ingress replica admits (max_in_flight): every one is answered
+    (more are refused with 503 by design: tests/integration/test_overload.py)."""
+    body = httpx.get(server.url + "/v1/models", timeout=30).json()
+    limit = body["ingress"]["settings"]["max_in_flight"]
+    before = {m["name"]: m for m in body["models"]}["classifier"]["info"]["replica"]["batch_size_counts"]
     data = (assets / "imagenet/n01440764_tench.JPEG").read_bytes()
 
     async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=64)) as client:
+        async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=limit)) as client:
             return await asyncio.gather(*(
                 client.post(server.url + "/v1/classify", content=data, headers={"content-type": "image/jpeg"})
-                for _ in range(64)
+                for _ in range(limit)
             ))
 
     responses = asyncio.run(burst())
-    assert [r.status_code for r in responses] == [200] * 64
+    assert [r.status_code for r in responses] == [200] * limit
     assert {r.json()["predictions"][0]["class_id"] for r in responses} == {0}
     after = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
     new_batches = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
-    assert sum(size * count for size, count in new_batches.items()) == 64
+    assert sum(size * count for size, count in new_batches.items()) == limit
     assert max(new_batches) > 1, f"no batch larger than 1 formed: {new_batches}"
 
 
