@@ -133,6 +133,13 @@ class Preprocessor:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
+    def _geometry_of(self, key: str, make):
+        """A route's input geometry, derived from the model cards once per replica (``make()``)."""
+        geometry = self._geometry.get(key)
+        if geometry is None:
+            geometry = self._geometry[key] = make()
+        return geometry
+
     async def _card(self, role: str) -> dict[str, Any]:
         """The model deployment's card (its ``info()``), fetched once; 503 with the reason when unavailable."""
         info = self._cards.get(role)
@@ -159,8 +166,7 @@ class Preprocessor:
     async def _classify(self, request: Request, top_k: int, embedding: bool, profile: str, seed: int | None
                         ) -> JSONResponse:
         card = await self._card("classifier")
-        geometry = self._geometry.get("classify") or self._geometry.setdefault(
-            "classify", classify.ClassifyGeometry.from_card(card))
+        geometry = self._geometry_of("classify", lambda: classify.ClassifyGeometry.from_card(card))
         classify.check(geometry, top_k, profile)
         data = await read_image(request, self.max_upload_bytes)
         crop = await self._cpu(lambda: classify.prepare(self._decode(data).pixels, geometry, profile, seed))
@@ -180,11 +186,15 @@ class Preprocessor:
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
                      landmarks: bool) -> JSONResponse:
         detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
-        geometry = self._geometry.get("faces") or self._geometry.setdefault(
-            "faces", faces.FaceGeometry.from_cards(detector, landmark_card, self.settings.face_crop_scale))
+        geometry = self._geometry_of("faces", lambda: faces.FaceGeometry.from_cards(
+            detector, landmark_card, self.settings.face_crop_scale))
         data = await read_image(request, self.max_upload_bytes)
-        pixels = (await self._cpu(self._decode, data)).pixels
-        item = await self._cpu(faces.detector_item, pixels, geometry, score_threshold, iou_threshold)
+
+        def decode_and_resize():
+            pixels = self._decode(data).pixels
+            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold)
+
+        pixels, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
         found = await self.models["face_detector"].detect.remote(*item)
         cut = results = None
         if landmarks:
@@ -203,12 +213,15 @@ class Preprocessor:
 
     async def _landmark_route(self, request: Request) -> JSONResponse:
         card = await self._card("landmarks")
-        side = self._geometry.get("landmarks") or self._geometry.setdefault("landmarks", landmarks.crop_side(card))
+        side = self._geometry_of("landmarks", lambda: landmarks.crop_side(card))
         data = await read_image(request, self.max_upload_bytes)
-        pixels = (await self._cpu(self._decode, data)).pixels
-        crop, box = await self._cpu(landmarks.prepare, pixels, side)
+
+        def decode_and_crop():
+            pixels = self._decode(data).pixels
+            return pixels.shape[:2], landmarks.prepare(pixels, side)
+
+        (h, w), (crop, box) = await self._cpu(decode_and_crop)  # one hand-off
         (result,) = await self._landmarks([crop])
-        h, w = pixels.shape[:2]
         return JSONResponse(landmarks.answer(card, w, h, box, result, side))
 
     @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it")
@@ -224,9 +237,7 @@ class Preprocessor:
     async def _digits(self, request: Request, probabilities: bool, seed: int | None, samples: int | None
                       ) -> JSONResponse:
         card = await self._card("digits")
-        if "digits" not in self._geometry:
-            digits.check_card(card)
-            self._geometry["digits"] = True
+        self._geometry_of("digits", lambda: digits.check_card(card))
         data = await read_image(request, self.max_upload_bytes)
         prepared = await self._cpu(lambda: digits.prepare(self._decode(data)))
         result = None

@@ -9,10 +9,12 @@ from lensgraph.imaging.digits import DigitInput, prepare_digit
 from lensgraph.routes import input_hw, model_ref
 
 
-def check_card(card: dict[str, Any]) -> None:
-    """The digit preprocessing makes 28x28 inputs; refuse a model that wants another size."""
-    if input_hw(card) != (28, 28):
-        raise ValueError(f"{card['name']}: the digits route makes 28x28 inputs, the card wants {input_hw(card)}")
+def check_card(card: dict[str, Any]) -> tuple[int, int]:
+    """The digit preprocessing makes 28x28 inputs: (28, 28), or an error for a model that wants another size."""
+    size = input_hw(card)
+    if size != (28, 28):
+        raise ValueError(f"{card['name']}: the digits route makes 28x28 inputs, the card wants {size}")
+    return size
 
 
 def prepare(image: DecodedImage) -> DigitInput:
