@@ -78,6 +78,7 @@ class BatchedModel:
         self._executor: ThreadPoolExecutor | None = None
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.items_served = 0
+        self.in_flight = 0  # items queued or in a batch on this replica (reported by info())
         self.started_at = time.time()
         self._apply(self.settings)
 
@@ -117,7 +118,11 @@ class BatchedModel:
     async def infer(self, item: Any) -> Any:
         """Queue one item for the next batch (fails fast when the model is unavailable)."""
         self.require_model()
-        return await self._infer(item)
+        self.in_flight += 1
+        try:
+            return await self._infer(item)
+        finally:
+            self.in_flight -= 1
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=MAX_CONCURRENT_BATCHES)
     async def _infer(self, items: list[Any]) -> list[Any]:
@@ -175,6 +180,7 @@ class BatchedModel:
             "replica": {
                 "pid": os.getpid(),
                 "items_served": self.items_served,
+                "in_flight": self.in_flight,
                 "batch_size_counts": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "uptime_s": round(time.time() - self.started_at, 1),
             },

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
-from ray.serve.config import AutoscalingConfig
+from ray.serve.config import AutoscalingConfig, BackpressureConfig
 from ray.serve.schema import (
     DeploymentSchema,
     HTTPOptionsSchema,
@@ -42,6 +42,7 @@ NESTED = {
     DeploymentSchema: {
         "ray_actor_options": RayActorOptionsSchema,
         "autoscaling_config": AutoscalingConfig,
+        "backpressure_config": BackpressureConfig,
         "logging_config": LoggingConfig,
     },
 }

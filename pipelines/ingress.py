@@ -25,11 +25,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from lensgraph.errors import DeadlineExceeded, ModelUnavailable, Overloaded
+from lensgraph.errors import DeadlineExceeded, ModelUnavailable
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
 from lensgraph.routes import classify, digits, faces, landmarks
+from lensgraph.security import redact
 from pipelines import errors
+from pipelines import admission
+from pipelines.admission import AdmissionMiddleware
+from pipelines import guard
+from pipelines.guard import GuardMiddleware
 from pipelines.http_inputs import read_image, request_deadline
+from pipelines.model_calls import ModelCalls
 from pipelines.schemas import (
     ClassifyResponse,
     DigitResponse,
@@ -50,6 +56,8 @@ app = FastAPI(
     description="Vision models behind one API: face landmarks, ImageNet classification, digits with uncertainty.",
 )
 errors.install(app)
+app.add_middleware(AdmissionMiddleware)  # counts and refuses model requests before FastAPI routes them
+app.add_middleware(GuardMiddleware)  # outermost: API keys and rate limits, off by default (docs/security.md)
 
 
 class PreprocessorSettings(BaseModel):
@@ -70,6 +78,17 @@ class PreprocessorSettings(BaseModel):
     request_timeout_s: float = Field(
         30.0, gt=0, le=600, description="deadline of a request (504 after it); X-Request-Timeout may ask for less",
     )
+    # Rate limits (pipelines/guard.py, docs/security.md): a token bucket per API key, or per client address
+    # when API keys are off, on each ingress replica; over it: 429 + Retry-After.
+    rate_limit_per_s: float = Field(0.0, ge=0, le=1_000_000, description="requests a second per client; 0: off")
+    rate_limit_burst: int = Field(
+        0, ge=0, le=1_000_000, description="requests a client may send at once; 0: the rate rounded up (at least 1)",
+    )
+    rate_limit_client_header: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="API keys off: a header your own proxy in front sets to the client's address (e.g. X-Real-IP); "
+                    "unset: the connection's peer (behind Serve's HAProxy that is HAProxy: one bucket per node)",
+    )
 
 
 @serve.deployment(name="Preprocessor", max_ongoing_requests=256)
@@ -77,11 +96,15 @@ class PreprocessorSettings(BaseModel):
 class Preprocessor:
     def __init__(self, models: dict[str, DeploymentHandle], max_upload_bytes: int) -> None:
         self.models = models
+        self.call = ModelCalls(models)  # counted, retried once when a model replica dies
         self.max_upload_bytes = max_upload_bytes
         self.settings = PreprocessorSettings()
+        # Through the module, never a name bound here: Serve pickles this class by value, with copies of the
+        # globals it names, and the middleware must see the replica's own guard.GUARD.
+        guard.GUARD.configure(self.settings)  # reads $LENSGRAPH_API_KEYS_FILE: a broken key file fails the replica
         self._pool: ThreadPoolExecutor | None = None
         self._cards: dict[str, dict[str, Any]] = {}
-        self._in_flight = 0
+        self._card_fetches: dict[str, asyncio.Future] = {}
         self._geometry: dict[str, Any] = {}
         if os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") != "1":
             logger.warning(
@@ -97,30 +120,26 @@ class Preprocessor:
                 old.shutdown(wait=False)
         if new.face_crop_scale != self.settings.face_crop_scale:
             self._geometry.pop("faces", None)
+        admission.ADMISSION.set_limit(new.max_in_flight)  # through the module: see guard.GUARD above
+        guard.GUARD.configure(new)  # rate limits, and the key file read again
         self.settings = new
 
     # -- admission and deadlines ---------------------------------------------------------------------
     async def _admit(self, request: Request, work) -> JSONResponse:
-        """Run one model request within its deadline, or refuse it at once when the replica is full.
+        """Run one model request within its deadline (admission itself is pipelines/admission.py).
 
-        The refusal costs no decode and no model call; a request past its deadline is cancelled,
-        and the cancellation reaches the model deployment's queue through the handle."""
+        A request past its deadline is cancelled, and the cancellation reaches the model
+        deployment's queue through the handle."""
         try:
-            if self._in_flight >= self.settings.max_in_flight:
-                raise Overloaded(f"the service is at its limit of {self.settings.max_in_flight} requests in flight "
-                                 "on this replica; retry after the Retry-After seconds")
             deadline = request_deadline(request, self.settings.request_timeout_s)
         except Exception:
             work.close()  # never started: no "coroutine was never awaited"
             raise
-        self._in_flight += 1
         try:
             async with asyncio.timeout(deadline):  # a timer on this task, no new task per request
                 return await work
         except TimeoutError:
             raise DeadlineExceeded(f"no answer within the request's deadline of {deadline:g} s") from None
-        finally:
-            self._in_flight -= 1
 
     # -- the work of this stage ------------------------------------------------------------------
     def _decode(self, data: bytes) -> DecodedImage:
@@ -141,10 +160,16 @@ class Preprocessor:
         return geometry
 
     async def _card(self, role: str) -> dict[str, Any]:
-        """The model deployment's card (its ``info()``), fetched once; 503 with the reason when unavailable."""
+        """The model deployment's card (its ``info()``), fetched once; 503 with the reason when unavailable.
+
+        Concurrent first requests share one fetch, so a burst at start-up does not flood the model's queue."""
         info = self._cards.get(role)
         if info is None:
-            info = await self.models[role].info.remote()
+            pending = self._card_fetches.get(role)
+            if pending is None:
+                pending = self._card_fetches[role] = asyncio.ensure_future(self.call(role, "info"))
+                pending.add_done_callback(lambda _: self._card_fetches.pop(role, None))
+            info = await asyncio.shield(pending)  # one waiter's deadline must not cancel the others' fetch
             if info.get("available"):
                 self._cards[role] = info  # a loaded model's card does not change under a replica
         if not info.get("available"):
@@ -170,7 +195,7 @@ class Preprocessor:
         classify.check(geometry, top_k, profile)
         data = await read_image(request, self.max_upload_bytes)
         crop = await self._cpu(lambda: classify.prepare(self._decode(data).pixels, geometry, profile, seed))
-        result = await self.models["classifier"].classify.remote(crop, top_k, embedding)
+        result = await self.call("classifier", "classify", crop, top_k, embedding)
         return JSONResponse(classify.answer(card, profile, result))
 
     @app.post("/v1/faces", response_model=FacesResponse, responses=ERRORS, summary="faces and 15 landmarks each")
@@ -195,7 +220,7 @@ class Preprocessor:
             return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold)
 
         pixels, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
-        found = await self.models["face_detector"].detect.remote(*item)
+        found = await self.call("face_detector", "detect", *item)
         cut = results = None
         if landmarks:
             cut = await self._cpu(faces.crops, pixels, found, geometry)
@@ -205,7 +230,7 @@ class Preprocessor:
 
     async def _landmarks(self, crops: list) -> list[dict[str, Any]]:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""
-        return await self.models["landmarks"].predict_many.remote(np.stack(crops))
+        return await self.call("landmarks", "predict_many", np.stack(crops))
 
     @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop")
     async def landmarks(self, request: Request) -> JSONResponse:
@@ -242,7 +267,7 @@ class Preprocessor:
         prepared = await self._cpu(lambda: digits.prepare(self._decode(data)))
         result = None
         if not prepared.blank:
-            result = await self.models["digits"].predict.remote(prepared.image, samples, seed)
+            result = await self.call("digits", "predict", prepared.image, samples, seed)
         return JSONResponse(digits.answer(card, prepared, result, probabilities))
 
     # -- the service -----------------------------------------------------------------------------
@@ -253,12 +278,16 @@ class Preprocessor:
         out = []
         for name, info in zip(names, infos):
             if isinstance(info, BaseException):
-                out.append(ModelInfo(name=name, status="unavailable", reason=f"{type(info).__name__}: {info}"))
+                logger.warning("%s.info() failed: %r", name, info)  # the whole error here; clients get one line
+                out.append(ModelInfo(name=name, status="unavailable", reason=redact.public_reason(info)))
             elif not info.get("available"):
-                out.append(ModelInfo(name=name, status="unavailable", reason=info.get("reason")))
+                reason = redact.redact_paths(str(info.get("reason")))  # no server paths (docs/security.md)
+                out.append(ModelInfo(name=name, status="unavailable", reason=reason))
             else:
                 out.append(ModelInfo(name=name, status="available", info=info))
-        return {"models": out, "ingress": {"pid": os.getpid(), "settings": self.settings.model_dump()}}
+        return {"models": out, "ingress": {"pid": os.getpid(), "settings": self.settings.model_dump(),
+                                     "in_flight": admission.ADMISSION.in_flight, "refused": admission.ADMISSION.refused,
+                                     "model_calls": self.call.stats()}}
 
     @app.get("/healthz", response_model=HealthResponse, summary="liveness: the ingress answers")
     async def healthz(self) -> dict[str, Any]:
@@ -275,7 +304,8 @@ class Preprocessor:
             if isinstance(result, BaseException):
                 states[name] = f"not ready: {type(result).__name__}"
             else:
-                states[name] = "ready" if result.get("available") else f"unavailable: {result.get('reason')}"
+                reason = redact.redact_paths(str(result.get("reason")))
+                states[name] = "ready" if result.get("available") else f"unavailable: {reason}"
         # Ready when every deployment answers; a model that was never built does not hold the others back.
         ready = not any(s.startswith("not ready") for s in states.values())
         return JSONResponse(status_code=200 if ready else 503,

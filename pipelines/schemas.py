@@ -108,7 +108,8 @@ class ModelInfo(BaseModel):
 
 class ModelsResponse(BaseModel):
     models: list[ModelInfo]
-    ingress: dict[str, Any] | None = Field(None, description="the Preprocessor replica that answered: pid, live settings")
+    ingress: dict[str, Any] | None = Field(None, description=(
+        "the Preprocessor replica that answered: pid, live settings, requests in flight, model calls in flight and retried"))
 
 
 class HealthResponse(BaseModel):

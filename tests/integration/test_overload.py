@@ -1,23 +1,36 @@
-"""Overload and deadlines on a real app whose ingress admits only 2 requests at once: the rest are
-refused at once with the 503 JSON and Retry-After, a request past its deadline gets the 504 JSON,
-and the service keeps answering."""
+"""Overload, deadlines and faults on a real app whose limits are tiny: each ingress replica admits 4
+requests at once and the Classifier queues 1 per caller. Whatever refuses (the ingress or a full model
+queue) answers the same 503 JSON with Retry-After; a request past its deadline gets the 504 JSON; a
+model replica killed under load fails no request (the ingress retries once); the service keeps
+answering."""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import signal
+import threading
+import time
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.integration.conftest import running_server
 
 pytestmark = pytest.mark.serve
-INGRESS = {"Preprocessor": {"user_config": {"decode_threads": 0, "max_in_flight": 2, "request_timeout_s": 30}}}
+INGRESS_LIMIT = 4
+LIMITS = {
+    "Preprocessor": {"user_config": {"decode_threads": 0, "max_in_flight": INGRESS_LIMIT, "request_timeout_s": 30}},
+    "Classifier": {"max_ongoing_requests": 1, "max_queued_requests": 1, "user_config": {
+        "max_batch_size": 1, "batch_wait_timeout_s": 0.0, "inference_threads": 1, "intra_op_threads": 1}},
+}
 
 
 @pytest.fixture(scope="module")
 def small_server(repository, assets, tmp_path_factory):
-    with running_server(repository, assets, tmp_path_factory.mktemp("small"), overrides=INGRESS) as server:
+    with running_server(repository, assets, tmp_path_factory.mktemp("small"), overrides=LIMITS) as server:
         yield server.url
 
 
@@ -32,12 +45,17 @@ def test_over_the_limit_is_refused_at_once_with_json_and_retry_after(small_serve
     responses = asyncio.run(_burst(small_server + "/v1/classify", photo, 40))
     statuses = sorted({r.status_code for r in responses})
     assert statuses == [200, 503], statuses
+    refusals = set()
     for r in responses:
         assert r.headers["content-type"].startswith("application/json")
         if r.status_code == 503:
             assert r.json()["error"] == "overloaded" and r.headers["retry-after"] == "1"
+            refusals.add("ingress" if f"limit of {INGRESS_LIMIT} requests" in r.json()["message"] else "model queue")
         else:
             assert r.json()["predictions"][0]["class_id"] == 0
+    # Both kinds of refusal happened: the ingress's own limit and the Classifier's full queue (Serve's
+    # BackPressureError in the ingress), and both reached the client as the same JSON.
+    assert refusals == {"ingress", "model queue"}, refusals
     assert httpx.get(small_server + "/healthz").status_code == 200
 
 
@@ -51,3 +69,80 @@ def test_a_request_past_its_deadline_gets_504_json(small_server, assets):
     ok = httpx.post(small_server + "/v1/classify", content=photo, headers={**headers, "x-request-timeout": "20"},
                     timeout=60)
     assert ok.status_code == 200
+
+
+def _models(url: str) -> dict:
+    return httpx.get(url + "/v1/models", timeout=10).json()
+
+
+def _replica(url: str, role: str) -> dict:
+    """The pid and items in flight of ``role``'s replica, from /v1/models ({} while it is down)."""
+    try:
+        models = {m["name"]: m for m in _models(url)["models"]}
+    except (httpx.HTTPError, ValueError, KeyError):
+        return {}
+    return (models.get(role, {}).get("info") or {}).get("replica", {})
+
+
+def _group_photo(assets, side: int = 4) -> bytes:
+    """``side`` x ``side`` copies of one portrait: a request whose landmark call carries 16 faces."""
+    face = Image.open(assets / "faces/obama.jpg").convert("RGB")
+    face.thumbnail((240, 240))
+    canvas = Image.new("RGB", (face.width * side, face.height * side))
+    for k in range(side * side):
+        canvas.paste(face, ((k % side) * face.width, (k // side) * face.height))
+    out = io.BytesIO()
+    canvas.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_a_model_replica_killed_under_load_fails_no_request(small_server, assets):
+    """SIGKILL the LandmarkModel replica while it holds requests: every request answers 200, because the
+    ingress sends a call whose replica died once more (pipelines/model_calls.py)."""
+    photo = _group_photo(assets)
+    first = httpx.post(small_server + "/v1/faces", content=photo, headers={"content-type": "image/jpeg"}, timeout=60)
+    assert first.status_code == 200, first.text
+    faces = len(first.json()["faces"])
+    assert faces >= 8, faces
+    victim = _replica(small_server, "landmarks").get("pid")
+    assert victim, "no LandmarkModel replica pid in /v1/models"
+    answers: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                r = c.post(small_server + "/v1/faces", content=photo, headers={"content-type": "image/jpeg"})
+                answers.append((r.status_code, len(r.json().get("faces", []))))
+
+    threads = [threading.Thread(target=client) for _ in range(2 * INGRESS_LIMIT - 2)]
+    for t in threads:
+        t.start()
+    try:
+        held, deadline = 0, time.monotonic() + 60
+        while held < 2 and time.monotonic() < deadline:  # kill it while it holds requests
+            held = _replica(small_server, "landmarks").get("in_flight", 0)
+        assert held >= 2, "the replica never held 2 requests at once"
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            new = _replica(small_server, "landmarks").get("pid")
+            if new and new != victim:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("no new LandmarkModel replica within 90 s")
+        served = len(answers)
+        while len(answers) < served + 10:  # the new replica answers too
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert answers and all(a == (200, faces) for a in answers), [a for a in answers if a != (200, faces)][:5]
+    retried = {}
+    for _ in range(20):  # two ingress replicas: collect each one's counters
+        ingress = _models(small_server)["ingress"]
+        retried[ingress["pid"]] = ingress["model_calls"]["retried"].get("landmarks", 0)
+    print(f"killed the LandmarkModel holding {held} calls; retried by the ingress replicas: {retried}")
+    assert sum(retried.values()) >= 1, f"no call was lost with the replica, so the retry was not exercised: {retried}"
