@@ -18,14 +18,22 @@ export LENSGRAPH_MODEL_REPOSITORY
 include configs/serve.env
 export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' configs/serve.env)
 
+# API keys (docs/security.md): off unless LENSGRAPH_API_KEYS_FILE names a key file. A relative path is
+# made absolute here, so it names the same file in every process Ray starts.
+ifneq ($(strip $(LENSGRAPH_API_KEYS_FILE)),)
+  override LENSGRAPH_API_KEYS_FILE := $(abspath $(LENSGRAPH_API_KEYS_FILE))
+  export LENSGRAPH_API_KEYS_FILE
+endif
+
 PYTEST_ARGS ?=
 
-.PHONY: setup models run test loadtest manifests clean help
+.PHONY: setup models run test audit loadtest manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
 	@echo "make test   - install, build the model repository, run the test suite"
 	@echo "make models - (re)build the model repository from configs/models.yaml"
+	@echo "make audit  - known vulnerabilities of the installed dependencies (pip-audit; never fails: docs/security.md)"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
 	@echo "make benchmark, cpu-accounting, cost-growth, benchmark-served, optimization, multinode, autoscaling - measurements (docs/performance.md)"
@@ -49,6 +57,12 @@ run: setup models
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# pip-audit of what `make setup` installed, against PyPI's vulnerability data (OSV when PyPI gives none).
+# Prints findings, or "not checked: <reason>" when the data cannot be reached; exits 0 either way
+# unless AUDIT_STRICT=1 (docs/security.md, "Dependency audit").
+audit: setup
+	$(BIN)/python -m lensgraph.security.audit $(if $(filter 1,$(AUDIT_STRICT)),--strict)
 
 # Load tests against a server that is already running (`make run` in another shell): docs/loadtests.md.
 # Reports (locust's CSV and HTML, and a Markdown summary) go to $(REPORTS)/, which git ignores.

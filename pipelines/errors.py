@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lensgraph.errors import LensgraphError
+from lensgraph.security.redact import redact_paths
 
 logger = logging.getLogger("ray.serve")
 
@@ -41,7 +42,11 @@ def error_response(status: int, code: str, message: str, detail: dict | None = N
 
 
 def _ours(exc: LensgraphError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message, exc.detail or None, getattr(exc, "retry_after_s", None))
+    message, detail = exc.message, exc.detail or None
+    if exc.status >= 500:  # a server-side failure: no server paths to the client (the logs keep them)
+        message = redact_paths(message)
+        detail = {k: redact_paths(v) if isinstance(v, str) else v for k, v in detail.items()} if detail else None
+    return error_response(exc.status, exc.code, message, detail, getattr(exc, "retry_after_s", None))
 
 
 def install(app: FastAPI) -> None:

@@ -7,7 +7,11 @@ fills in what other files own:
   default), see :func:`merge_serve_configs`, with the HTTP options KubeRay expects;
 * ``rayClusterConfig.rayVersion``: the ``ray`` pin in ``pyproject.toml``;
 * the environment of every Ray container: ``configs/serve.env`` plus ``LENSGRAPH_MODEL_REPOSITORY``,
-  the path where the Dockerfile puts the model repository.
+  the path where the Dockerfile puts the model repository;
+* security (docs/security.md): Ray token authentication (``rayClusterConfig.authOptions``, the token in
+  the Secret ``lensgraph-secrets`` under ``auth_token``, which KubeRay hands to every Ray container as
+  ``RAY_AUTH_TOKEN``), and the API key file from the same Secret (``api_keys``) mounted read-only in
+  every Ray container and named by ``LENSGRAPH_API_KEYS_FILE``.
 
 A profile that asks for no GPU drops the worker groups whose Pods request GPUs. No Ray import here:
 the CLI runs the strict Serve config check on the result.
@@ -36,6 +40,12 @@ IMAGE_MODEL_REPOSITORY = "/opt/lensgraph/model_repository"
 # What KubeRay's serve Service, probes and our container ports assume.
 SERVE_HOST, SERVE_PORT, PROXY_LOCATION = "0.0.0.0", 8000, "EveryNode"
 GPU_RESOURCE = "nvidia.com/gpu"
+# The Secret the manifest references (created by the operator of the cluster, never committed).
+SECRET_NAME = "lensgraph-secrets"
+RAY_TOKEN_KEY = "auth_token"  # the key KubeRay reads RAY_AUTH_TOKEN from (authOptions.secretName)
+API_KEYS_KEY = "api_keys"
+SECRETS_VOLUME, SECRETS_MOUNT = "lensgraph-secrets", "/etc/lensgraph/secrets"
+API_KEYS_ENV = "LENSGRAPH_API_KEYS_FILE"  # lensgraph.security.keys.ENV
 
 
 def merge_serve_configs(base: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +124,26 @@ def ray_containers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [group["template"]["spec"]["containers"][0] for group in groups]
 
 
+def ray_pod_specs(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Pod spec of the head and of each worker group."""
+    cluster = manifest["spec"]["rayClusterConfig"]
+    return [group["template"]["spec"] for group in [cluster["headGroupSpec"], *cluster.get("workerGroupSpecs", [])]]
+
+
+def secure(manifest: dict[str, Any]) -> None:
+    """Ray token authentication and the API key file, both from the Secret ``SECRET_NAME``."""
+    cluster = manifest["spec"]["rayClusterConfig"]
+    cluster["authOptions"] = {"mode": "token", "secretName": SECRET_NAME}
+    for pod in ray_pod_specs(manifest):
+        volumes = [v for v in pod.get("volumes") or [] if v["name"] != SECRETS_VOLUME]
+        pod["volumes"] = volumes + [{"name": SECRETS_VOLUME, "secret": {
+            "secretName": SECRET_NAME, "items": [{"key": API_KEYS_KEY, "path": API_KEYS_KEY}],
+            "defaultMode": 0o440}}]  # read by the Pod's fsGroup; the Ray token stays out of the file system
+        container = pod["containers"][0]
+        mounts = [m for m in container.get("volumeMounts") or [] if m["name"] != SECRETS_VOLUME]
+        container["volumeMounts"] = mounts + [{"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT, "readOnly": True}]
+
+
 def build_manifest(
     root: Path | None = None,
     *,
@@ -136,7 +166,9 @@ def build_manifest(
     if not needs_gpu(config):
         cluster["workerGroupSpecs"] = [g for g in cluster.get("workerGroupSpecs", []) if not _pod_requests_gpu(g)]
 
-    env = {**serve_env.load(root / serve_env_file), REPOSITORY_ENV: IMAGE_MODEL_REPOSITORY}
+    secure(manifest)
+    env = {**serve_env.load(root / serve_env_file), REPOSITORY_ENV: IMAGE_MODEL_REPOSITORY,
+           API_KEYS_ENV: f"{SECRETS_MOUNT}/{API_KEYS_KEY}"}
     for container in ray_containers(manifest):
         own = [e for e in container.get("env") or [] if e["name"] not in env]
         container["env"] = [{"name": k, "value": v} for k, v in env.items()] + own

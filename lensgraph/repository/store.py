@@ -69,7 +69,7 @@ def find_model(root: Path, name: str, version: int | None = None) -> ModelEntry:
         raise ModelUnavailable(f"model {name!r} has versions {available}, not {chosen}")
     directory = root / name / str(chosen)
     if not (directory / MODEL_FILE).is_file():
-        raise ModelUnavailable(f"{directory} has a card but no {MODEL_FILE}; rebuild it")
+        raise ModelUnavailable(f"model {name!r} version {chosen} at {directory} has a card but no {MODEL_FILE}; rebuild it")
     return ModelEntry(name=name, version=chosen, directory=directory, card=read_card(directory))
 
 

@@ -43,14 +43,15 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 @contextmanager
 def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env: bool = True,
-                   overrides: dict | None = None) -> Iterator[Server]:
+                   overrides: dict | None = None, env: dict[str, str] | None = None) -> Iterator[Server]:
     """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after.
 
     ``with_serve_env=False``: Serve's default process settings, as plain `serve run` has them (variables
-    of configs/serve.env inherited from this process are dropped for the cluster's lifetime)."""
+    of configs/serve.env inherited from this process are dropped for the cluster's lifetime).
+    ``env``: more variables for every Ray process (e.g. LENSGRAPH_API_KEYS_FILE), as `make run` would inherit them."""
     inherited = {} if with_serve_env else {k: os.environ.pop(k) for k in serve_env.load() if k in os.environ}
     env = {**(serve_env.load() if with_serve_env else {}),
-           "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
+           "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets), **(env or {})}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
     config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port, overrides)

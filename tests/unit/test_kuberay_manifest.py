@@ -245,7 +245,8 @@ def test_gpu_group(manifest):
 
 def test_every_ray_container(manifest):
     dockerfile_env = parse_dockerfile((ROOT / "Dockerfile").read_text())[1][-1].env()
-    expected = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": dockerfile_env["LENSGRAPH_MODEL_REPOSITORY"]}
+    expected = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": dockerfile_env["LENSGRAPH_MODEL_REPOSITORY"],
+                "LENSGRAPH_API_KEYS_FILE": "/etc/lensgraph/secrets/api_keys"}
     containers = kuberay.ray_containers(manifest)
     assert len(containers) == 3
     for container in containers:
@@ -310,3 +311,42 @@ def test_cpu_profile_gives_a_cpu_only_cluster(validator):
     from pipelines.config_check import check
 
     assert check(_serve_config(manifest)) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Security (docs/security.md): Ray token auth and the API key file, both from one Secret
+
+
+def test_ray_token_auth_and_api_keys_come_from_the_secret(manifest):
+    from lensgraph.security import keys
+
+    cluster = _cluster(manifest)
+    assert cluster["authOptions"] == {"mode": "token", "secretName": "lensgraph-secrets"}
+    # KubeRay sets RAY_AUTH_MODE / RAY_AUTH_TOKEN itself from authOptions: a value here would be a
+    # token in the manifest, or would override the Secret's.
+    containers = kuberay.ray_containers(manifest)
+    pods = kuberay.ray_pod_specs(manifest)
+    assert len(pods) == len(containers) == 3
+    for pod, container in zip(pods, containers):
+        env = {e["name"]: e for e in container["env"]}
+        assert not {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(env), container["name"]
+        assert all("valueFrom" not in e for e in env.values()), "no secret is copied into env by the manifest"
+        path = env[keys.ENV]["value"]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "lensgraph-secrets")
+        assert mount["readOnly"] is True and path == mount["mountPath"] + "/api_keys"
+        volume = next(v for v in pod["volumes"] if v["name"] == "lensgraph-secrets")
+        assert volume["secret"]["secretName"] == "lensgraph-secrets"
+        assert volume["secret"]["items"] == [{"key": "api_keys", "path": "api_keys"}], "only the key file, not the token"
+        assert volume["secret"]["defaultMode"] == 0o440
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"], "the group can read it"
+    assert "lgk_" not in MANIFEST.read_text() and "sha256:" not in MANIFEST.read_text(), "no key material"
+
+
+def test_auth_options_are_checked_by_the_crd(manifest, validator):
+    broken = copy.deepcopy(manifest)
+    _cluster(broken)["authOptions"]["mode"] = "password"
+    assert any(p.startswith("spec.rayClusterConfig.authOptions.mode: 'password' is not one of")
+               for p in crd.problems(validator, broken))
+    broken = copy.deepcopy(manifest)
+    _head(broken)["template"]["spec"]["volumes"][0]["secret"]["defaultMode"] = "0440"
+    assert crd.problems(validator, broken), "defaultMode is an integer"
