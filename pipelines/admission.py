@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from lensgraph.errors import Overloaded
+
 MODEL_ROUTES = frozenset({"/v1/classify", "/v1/faces", "/v1/landmarks", "/v1/digits"})
-RETRY_AFTER_S = 1
 
 
 class Admission:
@@ -26,14 +27,14 @@ class Admission:
 
     def set_limit(self, limit: int) -> None:
         self.limit = limit
-        body = json.dumps({
-            "error": "overloaded",
+        body = json.dumps({  # what the error handlers would make of Overloaded, encoded once
+            "error": Overloaded.code,
             "message": f"the service is at its limit of {limit} requests in flight on this replica; "
                        f"retry after the Retry-After seconds",
         }).encode()
         self._start = {"type": "http.response.start", "status": 503, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_S).encode())]}
+            (b"retry-after", str(Overloaded.retry_after_s).encode())]}
         self._body = {"type": "http.response.body", "body": body}
 
     async def refuse(self, send) -> None:

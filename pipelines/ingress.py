@@ -29,10 +29,8 @@ from lensgraph.errors import DeadlineExceeded, ModelUnavailable
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
 from lensgraph.routes import classify, digits, faces, landmarks
 from lensgraph.security import redact
-from pipelines import errors
-from pipelines import admission
+from pipelines import admission, errors, guard
 from pipelines.admission import AdmissionMiddleware
-from pipelines import guard
 from pipelines.guard import GuardMiddleware
 from pipelines.http_inputs import read_image, request_deadline
 from pipelines.model_calls import ModelCalls

@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from lensgraph import serve_env
+from lensgraph.security import keys as api_keys
 from lensgraph.settings import REPOSITORY_ENV, project_root
 
 TEMPLATE = Path("deploy/kuberay/rayservice.template.yaml")
@@ -45,7 +46,7 @@ SECRET_NAME = "lensgraph-secrets"
 RAY_TOKEN_KEY = "auth_token"  # the key KubeRay reads RAY_AUTH_TOKEN from (authOptions.secretName)
 API_KEYS_KEY = "api_keys"
 SECRETS_VOLUME, SECRETS_MOUNT = "lensgraph-secrets", "/etc/lensgraph/secrets"
-API_KEYS_ENV = "LENSGRAPH_API_KEYS_FILE"  # lensgraph.security.keys.ENV
+API_KEYS_ENV = api_keys.ENV  # where the ingress looks for the key file
 
 
 def merge_serve_configs(base: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
