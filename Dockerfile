@@ -10,7 +10,7 @@
 # Stages: models-build (torch, with the assets bind-mounted for one RUN and never copied) writes the
 # model repository; venv installs the runtime dependencies only (no torch); runtime is what runs.
 # The runtime image has no ENTRYPOINT: KubeRay replaces the command with its own `ray start`, and a
-# plain `docker run` runs the CMD, `serve run` of the variant's config.
+# plain `docker run` runs the CMD, `lensgraph run` (`serve run` that drains on SIGTERM) of the variant's config.
 
 ARG VARIANT=cpu
 ARG MODELS=build
@@ -141,4 +141,4 @@ USER 1000:1000
 EXPOSE 8000 8265 8080 6379
 HEALTHCHECK --interval=15s --timeout=5s --start-period=180s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
-CMD ["/bin/bash", "-c", "exec serve run \"${LENSGRAPH_SERVE_CONFIG}\""]
+CMD ["/bin/bash", "-c", "exec lensgraph run \"${LENSGRAPH_SERVE_CONFIG}\""]

@@ -51,9 +51,10 @@ $(VENV)/.stamp-setup: pyproject.toml
 models: setup
 	$(BIN)/lensgraph models build
 
+# `serve run serve_config.yaml` under a supervisor: SIGTERM or Ctrl-C drains requests and stops every
+# process it started (lensgraph/serve_supervisor.py; docs/reliability.md, "Stopping").
 run: setup models
-	@# A stale /tmp/ray/ray_current_cluster must not make serve run attach to a dead cluster.
-	RAY_ADDRESS=$${RAY_ADDRESS:-local} $(BIN)/serve run serve_config.yaml
+	$(BIN)/lensgraph run serve_config.yaml
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

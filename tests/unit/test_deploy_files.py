@@ -233,7 +233,8 @@ def test_runtime_user_entry_and_environment(dockerfile):
     assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", user), "numeric and non-root, so Kubernetes runAsNonRoot can verify it"
     assert not runtime.all("ENTRYPOINT"), "KubeRay replaces the command with `ray start`; no entrypoint in its way"
     cmd = json.loads(runtime.all("CMD")[-1].args)
-    assert "serve run" in cmd[-1] and "${LENSGRAPH_SERVE_CONFIG}" in cmd[-1]
+    # `lensgraph run`: serve run under the supervisor that drains on `docker stop`'s SIGTERM
+    assert "exec lensgraph run" in cmd[-1] and "${LENSGRAPH_SERVE_CONFIG}" in cmd[-1]
     env = runtime.env()
     assert env["LENSGRAPH_MODEL_REPOSITORY"] == "/opt/lensgraph/model_repository"
     assert env["PATH"].startswith("/opt/venv/bin:")
