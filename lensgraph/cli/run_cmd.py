@@ -28,4 +28,9 @@ def run(args: argparse.Namespace) -> int:
     command = [str(serve) if serve.exists() else (shutil.which("serve") or "serve"), "run", args.config]
     # A stale /tmp/ray/ray_current_cluster must not make serve run attach to a dead cluster.
     env = {**os.environ, "RAY_ADDRESS": os.environ.get("RAY_ADDRESS") or "local"}
+    if env["RAY_ADDRESS"] == "local":
+        # A one-machine Ray: its node address becomes 127.0.0.1, so the GCS, the raylet, the workers and
+        # the dashboard listen on loopback only (Ray's switch for this is named after Windows and macOS,
+        # where it is the default). Serve's HTTP port keeps http_options.host. Set it to 1 to opt out.
+        env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     return Supervisor(command, stop_timeout_s=args.stop_timeout, env=env).run()

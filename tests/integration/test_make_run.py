@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from lensgraph.devcluster import descendants, kill_all
@@ -116,6 +117,18 @@ def test_make_run_serves_on_8000_and_the_client_works(make_run, assets):
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["faces"]) == 1
+    # Ray's own servers (GCS, raylets, dashboard and its agents) listen on loopback only. Serve binds
+    # its HTTP port (http_options.host), HAProxy's stats, the replicas' direct-ingress HTTP and their
+    # gRPC on every interface itself (docs/security.md says which and why).
+    loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    ray_core = ("gcs_server", "raylet", "ray::DashboardAgent", "ray::RuntimeEnvAgent", "python")
+    tree = descendants([make_run["process"].pid])
+    listening = [(c.laddr.ip, c.laddr.port, psutil.Process(c.pid).name()) for c in psutil.net_connections(kind="tcp")
+                 if c.status == psutil.CONN_LISTEN and c.pid in tree]
+    print("listening:", sorted(listening))
+    assert {name for _, _, name in listening} >= {"gcs_server", "raylet"}
+    assert [s for s in listening if s[2] in ray_core and s[0] not in loopback] == []
+    assert ("0.0.0.0", 8000, "haproxy") in listening
     table = subprocess.run([sys.executable, "-m", "lensgraph", "client", "models"],
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0 and "classifier" in table.stdout and "available" in table.stdout
