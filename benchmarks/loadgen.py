@@ -62,12 +62,13 @@ class LoadResult:
         }
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """(status, body, whether the server keeps the connection open: not after ``Connection: close``)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("connection closed")
     status = int(status_line.split()[1])
-    length, chunked = 0, False
+    length, chunked, keep = 0, False, True
     while True:
         line = await reader.readline()
         if line in (b"\r\n", b"\n", b""):
@@ -78,6 +79,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
             length = int(value.strip())
         elif name == "transfer-encoding" and "chunked" in value.lower():
             chunked = True
+        elif name == "connection" and "close" in value.lower():
+            keep = False
     if chunked:
         chunks = []
         while True:
@@ -87,8 +90,8 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
                 break
             chunks.append(await reader.readexactly(size))
             await reader.readline()
-        return status, b"".join(chunks)
-    return status, await reader.readexactly(length)
+        return status, b"".join(chunks), keep
+    return status, await reader.readexactly(length), keep
 
 
 async def _worker(host, port, requests, deadline, result: LoadResult, max_requests: int | None, counter: list[int]):
@@ -104,7 +107,10 @@ async def _worker(host, port, requests, deadline, result: LoadResult, max_reques
                 reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             await writer.drain()
-            status, _ = await _read_response(reader)
+            status, _, keep = await _read_response(reader)
+            if not keep:  # the server said it closes this connection (a draining proxy does): open a new one
+                writer.close()
+                reader = writer = None
         except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
             result.failures += 1
             if result.timeline is not None:

@@ -57,8 +57,12 @@ async def _one(host: str, port: int, request: bytes, pool: list, scheduled: floa
         writer.write(request)
         await writer.drain()
         left = timeout_s - (time.perf_counter() - scheduled)
-        status, _ = await asyncio.wait_for(_read_response(reader), max(0.001, left))
-        pool.append(conn)
+        status, _, keep = await asyncio.wait_for(_read_response(reader), max(0.001, left))
+        if keep:
+            pool.append(conn)
+        else:  # Connection: close
+            open_count[0] -= 1
+            writer.close()
     except (asyncio.TimeoutError, TimeoutError):
         status = TIMEOUT
     except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError):
