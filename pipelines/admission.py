@@ -32,14 +32,15 @@ class Admission:
             "message": f"the service is at its limit of {limit} requests in flight on this replica; "
                        f"retry after the Retry-After seconds",
         }).encode()
-        self._start = {"type": "http.response.start", "status": 503, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(Overloaded.retry_after_s).encode())]}
+        self._headers = ((b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                         (b"retry-after", str(Overloaded.retry_after_s).encode()))
         self._body = {"type": "http.response.body", "body": body}
 
     async def refuse(self, send) -> None:
         self.refused += 1
-        await send(self._start)
+        # A new headers list each time: Serve's middleware appends X-Request-ID to the list it is sent, so a
+        # shared one grew by one id per refusal (every refusal carried all the earlier ones' ids).
+        await send({"type": "http.response.start", "status": 503, "headers": list(self._headers)})
         await send(self._body)
 
 

@@ -2,12 +2,10 @@
 
 Errors raised inside other replicas arrive wrapped by Ray; ``unwrap`` finds our own error inside,
 so a decode failure in the Preprocessor reaches the client as the same 415/422/413 it would be
-in-process.
+in-process. Every error answered here is logged once, with the request's id (pipelines/request_ids.py).
 """
 
 from __future__ import annotations
-
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lensgraph.errors import LensgraphError
 from lensgraph.security.redact import redact_paths
-
-logger = logging.getLogger("ray.serve")
+from pipelines.request_ids import log_error
 
 
 def unwrap(exc: BaseException) -> LensgraphError | None:
@@ -41,7 +38,15 @@ def error_response(status: int, code: str, message: str, detail: dict | None = N
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-def _ours(exc: LensgraphError) -> JSONResponse:
+def logged(request: Request, status: int, code: str, message: str, exc: BaseException | None = None,
+           detail: dict | None = None, retry_after_s: int | None = None) -> JSONResponse:
+    """The error's JSON answer, after its one log line."""
+    log_error(request.scope, status, code, message, exc)
+    return error_response(status, code, message, detail, retry_after_s)
+
+
+def _ours(request: Request, exc: LensgraphError) -> JSONResponse:
+    log_error(request.scope, exc.status, exc.code, exc.message, exc)  # the log keeps the unredacted message
     message, detail = exc.message, exc.detail or None
     if exc.status >= 500:  # a server-side failure: no server paths to the client (the logs keep them)
         message = redact_paths(message)
@@ -52,29 +57,29 @@ def _ours(exc: LensgraphError) -> JSONResponse:
 def install(app: FastAPI) -> None:
     @app.exception_handler(LensgraphError)
     async def _lensgraph(request: Request, exc: LensgraphError) -> JSONResponse:
-        return _ours(exc)
+        return _ours(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        return error_response(422, "invalid_request", "; ".join(problems), {"errors": exc.errors()})
+        return logged(request, 422, "invalid_request", "; ".join(problems), detail={"errors": exc.errors()})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             message = f"no route {request.method} {request.url.path}; the API is described at /docs"
-            return error_response(404, "not_found", message)
+            return logged(request, 404, "not_found", message)
         if exc.status_code == 405:
-            return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+            return logged(request, 405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}")
+        return logged(request, exc.status_code, "http_error", str(exc.detail), exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         ours = unwrap(exc)
         if ours is not None:
-            return _ours(ours)
+            return _ours(request, ours)
         name = type(exc).__name__
         if "BackPressure" in name or "Unavailable" in name:  # a model deployment's queue is full
-            return error_response(503, "overloaded", f"the service is busy ({name}); retry shortly", retry_after_s=1)
-        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+            return logged(request, 503, "overloaded", f"the service is busy ({name}); retry shortly", retry_after_s=1)
+        log_error(request.scope, 500, "internal_error", f"unexpected {name}: {exc}", exc)  # with the traceback
         return error_response(500, "internal_error", f"unexpected {name}; the service logged it")

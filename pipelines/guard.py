@@ -4,7 +4,9 @@ Both are off by default, and then each request costs one attribute test here. Wi
 (``$LENSGRAPH_API_KEYS_FILE``) a request needs ``Authorization: Bearer <key>``: none -> 401, a key
 not in the file -> 403. With a rate (``rate_limit_per_s`` in the Preprocessor's user_config) each API
 key, or each client address when keys are off, gets a token bucket on this replica: over it -> 429
-with ``Retry-After``. Refusals are answered here, before FastAPI routes anything or reads the body.
+with ``Retry-After``. Refusals are answered here, before FastAPI routes anything or reads the body; a
+401/403 logs one line (pipelines/request_ids.py), a 429 none (load shedding: a line each would cost what
+refusing early saves).
 
 ``/healthz`` and ``/readyz`` (probes) and ``/docs``, ``/openapi.json`` (the API's description, no data)
 are always open; ``/v1/models`` (versions, settings, process ids) needs a key like the model routes.
@@ -20,6 +22,7 @@ from typing import Any
 from lensgraph.security import keys as api_keys
 from lensgraph.security.rate_limit import TokenBucketLimiter
 from pipelines.errors import error_response
+from pipelines.request_ids import log_error
 
 logger = logging.getLogger("ray.serve")
 
@@ -109,8 +112,9 @@ class GuardMiddleware:
                 return await _unauthorized(scope, receive, send)
             key = guard.keys.check(token)
             if key is None:
-                return await error_response(
-                    403, "forbidden", "this API key is not valid for this service")(scope, receive, send)
+                message = "this API key is not valid for this service"
+                log_error(scope, 403, "forbidden", message)
+                return await error_response(403, "forbidden", message)(scope, receive, send)
             client = key.digest
         limiter = guard.limiter
         if limiter is not None:
@@ -123,8 +127,9 @@ class GuardMiddleware:
 
 
 async def _unauthorized(scope, receive, send) -> None:
-    response = error_response(401, "unauthorized",
-                              "this API needs a key: send the header 'Authorization: Bearer <key>'")
+    message = "this API needs a key: send the header 'Authorization: Bearer <key>'"
+    log_error(scope, 401, "unauthorized", message)
+    response = error_response(401, "unauthorized", message)
     response.headers["WWW-Authenticate"] = 'Bearer realm="lensgraph"'
     await response(scope, receive, send)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 
 from starlette.datastructures import UploadFile
@@ -88,6 +89,8 @@ def _from_json(body: bytes) -> bytes:
         payload = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"body is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); {HOW_TO_SEND}")
+    except RecursionError:  # '[' * 100000: the parser's recursion limit, which was a 500
+        raise InvalidRequest(f"body is JSON nested too deeply; {HOW_TO_SEND}") from None
     if not isinstance(payload, dict) or not payload.get("image"):
         raise MissingImage(f"JSON body has no 'image' field; {HOW_TO_SEND}")
     text = payload["image"]
@@ -99,3 +102,39 @@ def _from_json(body: bytes) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequest(f"'image' is not valid base64: {exc}") from exc
+
+
+# -- how the routes describe this in OpenAPI ----------------------------------------------------------
+# The routes take a Request (the body is read here, capped), so FastAPI cannot infer a requestBody; it is
+# declared by hand, so /docs shows what to send and a schema fuzzer (make fuzz) generates bodies.
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+IMAGE_BODY = {
+    "required": True,
+    "description": "one image: " + HOW_TO_SEND,
+    "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "image/*": _BINARY,
+        "application/octet-stream": _BINARY,
+        "application/json": {"schema": {"type": "object", "required": ["image"], "properties": {"image": {
+            "type": "string", "format": "byte", "description": "base64, or a data URL (data:image/png;base64,...)"}}}},
+    },
+}
+REQUEST_ID_HEADER = {
+    "name": "X-Request-ID", "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "the request's id, echoed in the X-Request-ID response header and in the server's log "
+                   "line; generated when absent",
+}
+TIMEOUT_HEADER = {
+    "name": "X-Request-Timeout", "in": "header", "required": False,
+    "schema": {"type": "number", "exclusiveMinimum": 0},
+    "description": "seconds this request may take (capped at the server's request_timeout_s); past it: 504",
+}
+
+
+def openapi_extra(image: bool) -> dict:
+    """``openapi_extra`` of a route: the request id header on every route; the image body and the
+    deadline header on the model routes."""
+    if not image:
+        return copy.deepcopy({"parameters": [REQUEST_ID_HEADER]})
+    return copy.deepcopy({"parameters": [REQUEST_ID_HEADER, TIMEOUT_HEADER], "requestBody": IMAGE_BODY})

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -32,7 +32,7 @@ from lensgraph.security import redact
 from pipelines import admission, errors, guard
 from pipelines.admission import AdmissionMiddleware
 from pipelines.guard import GuardMiddleware
-from pipelines.http_inputs import read_image, request_deadline
+from pipelines.http_inputs import openapi_extra, read_image, request_deadline
 from pipelines.model_calls import ModelCalls
 from pipelines.schemas import (
     ClassifyResponse,
@@ -47,6 +47,8 @@ from pipelines.schemas import (
 
 logger = logging.getLogger("ray.serve")
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503, 504)}
+IMAGE_ROUTE = openapi_extra(image=True)  # the requestBody and headers the routes read by hand
+OTHER_ROUTE = openapi_extra(image=False)
 
 app = FastAPI(
     title="lensgraph",
@@ -175,14 +177,15 @@ class Preprocessor:
         return info
 
     # -- routes ----------------------------------------------------------------------------------
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, summary="ImageNet top-k")
+    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, summary="ImageNet top-k",
+              openapi_extra=IMAGE_ROUTE)
     async def classify(
         self,
         request: Request,
         top_k: int = Query(2, ge=1, description="how many classes to return"),
         embedding: bool = Query(False, description="also return the embedding vector"),
-        profile: str = Query("standard", description="standard | zoom-crop-pad"),
-        seed: int | None = Query(None, description="makes zoom-crop-pad's random crop reproducible"),
+        profile: Literal["standard", "zoom-crop-pad"] = Query("standard", description="preprocessing: docs/api.md"),
+        seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes zoom-crop-pad's crop reproducible"),
     ) -> JSONResponse:
         return await self._admit(request, self._classify(request, top_k, embedding, profile, seed))
 
@@ -196,7 +199,8 @@ class Preprocessor:
         result = await self.call("classifier", "classify", crop, top_k, embedding)
         return JSONResponse(classify.answer(card, profile, result))
 
-    @app.post("/v1/faces", response_model=FacesResponse, responses=ERRORS, summary="faces and 15 landmarks each")
+    @app.post("/v1/faces", response_model=FacesResponse, responses=ERRORS, summary="faces and 15 landmarks each",
+              openapi_extra=IMAGE_ROUTE)
     async def faces(
         self,
         request: Request,
@@ -230,7 +234,8 @@ class Preprocessor:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""
         return await self.call("landmarks", "predict_many", np.stack(crops))
 
-    @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop")
+    @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop",
+              openapi_extra=IMAGE_ROUTE)
     async def landmarks(self, request: Request) -> JSONResponse:
         return await self._admit(request, self._landmark_route(request))
 
@@ -247,7 +252,8 @@ class Preprocessor:
         (result,) = await self._landmarks([crop])
         return JSONResponse(landmarks.answer(card, w, h, box, result, side))
 
-    @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it")
+    @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it",
+              openapi_extra=IMAGE_ROUTE)
     async def digits(
         self,
         request: Request,
@@ -269,7 +275,8 @@ class Preprocessor:
         return JSONResponse(digits.answer(card, prepared, result, probabilities))
 
     # -- the service -----------------------------------------------------------------------------
-    @app.get("/v1/models", response_model=ModelsResponse, summary="models, weights and live batching settings")
+    @app.get("/v1/models", response_model=ModelsResponse, summary="models, weights and live batching settings",
+             openapi_extra=OTHER_ROUTE)
     async def list_models(self) -> dict[str, Any]:
         names = sorted(self.models)
         infos = await asyncio.gather(*(self.models[n].info.remote() for n in names), return_exceptions=True)
@@ -287,11 +294,14 @@ class Preprocessor:
                                      "in_flight": admission.ADMISSION.in_flight, "refused": admission.ADMISSION.refused,
                                      "model_calls": self.call.stats()}}
 
-    @app.get("/healthz", response_model=HealthResponse, summary="liveness: the ingress answers")
+    @app.get("/healthz", response_model=HealthResponse, summary="liveness: the ingress answers",
+             openapi_extra=OTHER_ROUTE)
     async def healthz(self) -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=HealthResponse, summary="readiness: every deployed model answers")
+    @app.get("/readyz", response_model=HealthResponse, summary="readiness: every deployed model answers",
+             responses={503: {"model": HealthResponse, "description": "a deployment does not answer"}},
+             openapi_extra=OTHER_ROUTE)
     async def readyz(self) -> JSONResponse:
         names = list(self.models)
         results = await asyncio.gather(

@@ -2,7 +2,9 @@
 
 Every request image enters the service here, so this module is where size limits are enforced.
 The header is read lazily (``Image.open``) and the declared size is checked *before* any pixel
-is decoded, which is what defeats decompression bombs (a few kB that declare gigapixels).
+is decoded, which is what defeats decompression bombs (a few kB that declare gigapixels); PNG
+metadata that inflates past Pillow's caps is refused as too large, not as damage, and only the first
+page or frame of a multi-page file is ever read (tests/trap_files.py has the hostile files).
 Only a fixed set of raster formats is accepted; everything the models see afterwards is
 one layout: HxWx3 ``uint8`` RGB, C-contiguous, EXIF orientation applied, alpha composited
 over white (with the alpha itself kept separately for callers that care).
@@ -115,15 +117,15 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
             max_bytes=limits.max_bytes,
         )
     _let_pillow_allow(limits.max_pixels)
-    with _bomb_warnings_as_errors():
-        image = _open_header(data)
+    with _quiet_pillow():
+        image = _open_header(data, limits)
         _check_size(image.size, limits)
-        _load_pixels(image)
+        _load_pixels(image, limits)
         _check_size(image.size, limits)  # GIF frames may grow the canvas while loading
-    fmt = str(image.format or "")
-    mode = image.mode
-    image = _apply_exif_orientation(image)
-    rgb, alpha = _to_rgb(image)
+        fmt = str(image.format or "")
+        mode = image.mode
+        image = _apply_exif_orientation(image)
+        rgb, alpha = _to_rgb(image)
     return DecodedImage(
         pixels=np.ascontiguousarray(rgb),
         format=fmt,
@@ -161,27 +163,33 @@ def _let_pillow_allow(max_pixels: int) -> None:
 
 
 @contextmanager
-def _bomb_warnings_as_errors() -> Iterator[None]:
-    """Turn Pillow's ``DecompressionBombWarning`` into an exception for the enclosed block.
+def _quiet_pillow() -> Iterator[None]:
+    """Pillow's warnings off, except ``DecompressionBombWarning``, which becomes an exception.
 
-    ``catch_warnings`` swaps the process-wide filter list, so it is not thread-safe; the worst a
-    race can do is let one such warning through as a plain warning, and our own size check
-    rejects that image anyway (Pillow's threshold is never below ours, see ``_let_pillow_allow``).
+    Pillow warns once per damaged tag ("Tag data larger than file. Skipping tag 41857"): an EXIF bomb
+    of thousands of such tags made thousands of log lines per request, and Python's warning registry
+    kept each message for the process's lifetime. They describe the client's file, not the service.
+    ``catch_warnings`` swaps the process-wide filter list, so it is not thread-safe; the worst a race
+    can do is let one warning through as a plain warning (the size checks still reject a bomb: Pillow's
+    threshold is never below ours, see ``_let_pillow_allow``).
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # inserted first: takes precedence
         yield
 
 
-def _open_header(data: bytes) -> ImageFile.ImageFile:
+def _open_header(data: bytes, limits: ImageLimits) -> ImageFile.ImageFile:
     """Identify the format and parse the header only; no pixel data is decoded here."""
     try:
         return Image.open(io.BytesIO(data), formats=list(SUPPORTED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels(str(exc)) from exc
+        raise _too_many_pixels(str(exc), limits) from exc
     except UnidentifiedImageError as exc:
         raise _unidentified(data) from exc
     except _DECODE_ERRORS as exc:
+        if _is_metadata_bomb(exc):
+            raise _metadata_too_large(exc) from exc
         raise CorruptImage(
             f"The image header could not be read ({exc}). The file may be damaged; re-export it.",
         ) from exc
@@ -209,13 +217,16 @@ def _check_size(size: tuple[int, int], limits: ImageLimits) -> None:
         )
 
 
-def _load_pixels(image: ImageFile.ImageFile) -> None:
-    """Decode the pixels of the first frame (Pillow positions multi-frame files on frame 0)."""
+def _load_pixels(image: ImageFile.ImageFile, limits: ImageLimits) -> None:
+    """Decode the pixels of the first frame (Pillow positions multi-frame files on frame 0; the other
+    pages of a TIFF and frames of a GIF are never read, however many there are)."""
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_many_pixels(str(exc)) from exc
+        raise _too_many_pixels(str(exc), limits) from exc
     except _DECODE_ERRORS as exc:
+        if _is_metadata_bomb(exc):  # PNG text chunks after the pixels are read here
+            raise _metadata_too_large(exc) from exc
         raise CorruptImage(
             f"The {image.format} image could not be decoded ({exc}); the file is truncated or "
             "damaged. Re-upload the complete file.",
@@ -223,9 +234,30 @@ def _load_pixels(image: ImageFile.ImageFile) -> None:
         ) from exc
 
 
-def _too_many_pixels(reason: str) -> ImageTooLarge:
+def _too_many_pixels(reason: str, limits: ImageLimits) -> ImageTooLarge:
     return ImageTooLarge(
-        f"The image declares too many pixels ({reason}). Downscale it before sending."
+        f"The image declares too many pixels ({reason}); the limit is {limits.max_pixels} pixels and "
+        f"{limits.max_side} per side. Downscale it before sending.",
+        max_pixels=limits.max_pixels,
+        max_side=limits.max_side,
+    )
+
+
+# Pillow's refusals of PNG metadata that inflates past its caps (PngImagePlugin.MAX_TEXT_CHUNK, 1 MiB a
+# compressed text or ICC profile chunk; MAX_TEXT_MEMORY, 64 MiB of text in all): a bomb, not damage.
+_METADATA_BOMBS = ("Decompressed data too large", "Too much memory used in text chunks")
+
+
+def _is_metadata_bomb(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and any(text in str(exc) for text in _METADATA_BOMBS)
+
+
+def _metadata_too_large(exc: BaseException) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"The image's metadata inflates to more than the decoder allows ({exc}): a compressed text chunk "
+        "or ICC profile of over 1 MiB, or over 64 MiB of text. Strip the metadata (e.g. re-export without "
+        "it) and send the image again.",
+        part="metadata",
     )
 
 

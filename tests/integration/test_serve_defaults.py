@@ -30,3 +30,12 @@ def test_plain_serve_answers_as_with_serve_env(plain_server, assets):
 
 def test_plain_serve_takes_large_uploads_and_refuses_oversized_ones_with_json(plain_server):
     check_large_uploads(plain_server)
+
+
+def test_plain_serve_sends_one_request_id_and_honours_the_clients(plain_server):
+    """Serve's Python proxy (not the replica) adds X-Request-ID here: once, and the client's when sent."""
+    bad = httpx.post(plain_server + "/v1/classify", content=b"not an image", headers={"content-type": "image/png"})
+    assert bad.status_code == 415 and bad.json()["error"] == "unsupported_media_type"
+    assert len(bad.headers.get_list("x-request-id")) == 1 and bad.headers["x-request-id"]
+    mine = httpx.get(plain_server + "/healthz", headers={"x-request-id": "plain-serve-1"})
+    assert mine.headers.get_list("x-request-id") == ["plain-serve-1"]
