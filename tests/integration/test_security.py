@@ -76,3 +76,25 @@ def test_keys_and_rate_limit_on_a_real_app(secured, assets):
     texts = [p.read_text(errors="replace") for p in logs.rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".err")]
     assert texts, f"no Ray logs under {logs}"
     assert not any(key in t or other in t for t in texts), "an API key was written to a log"
+
+
+@pytest.fixture(scope="module")
+def limited_by_address(repository, assets, tmp_path_factory):
+    """Keys off, a rate limit per client address, as `make run` would run it with rate_limit_per_s set."""
+    overrides = {"Preprocessor": {"num_replicas": 1, "user_config": {"decode_threads": 1, "max_in_flight": 32,
+                                                                     "rate_limit_per_s": 0.05, "rate_limit_burst": 2}}}
+    with running_server(repository, assets, tmp_path_factory.mktemp("by_address"), overrides=overrides) as server:
+        yield server
+
+
+def test_a_client_cannot_pick_its_rate_limit_bucket_with_x_forwarded_for(limited_by_address, assets):
+    """uvicorn believes X-Forwarded-For from 127.0.0.1, and Serve's HAProxy connects from 127.0.0.1
+    without setting it: unless FORWARDED_ALLOW_IPS is empty (configs/serve.env), every request could
+    name its own client address and so its own fresh bucket."""
+    photo = (assets / "imagenet/n01440764_tench.JPEG").read_bytes()
+    statuses = []
+    for k in range(4):
+        r = httpx.post(limited_by_address.url + "/v1/classify", content=photo, timeout=60,
+                       headers={"content-type": "image/jpeg", "x-forwarded-for": f"203.0.113.{k + 1}"})
+        statuses.append(r.status_code)
+    assert statuses == [200, 200, 429, 429], statuses
