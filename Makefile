@@ -27,16 +27,17 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: setup models run test audit loadtest manifests clean help
+.PHONY: setup models run test fuzz audit loadtest manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
 	@echo "make test   - install, build the model repository, run the test suite"
 	@echo "make models - (re)build the model repository from configs/models.yaml"
+	@echo "make fuzz   - fuzz every route from the OpenAPI schema (FUZZ_EXAMPLES=500; FUZZ_URL=a running server): docs/reliability.md"
 	@echo "make audit  - known vulnerabilities of the installed dependencies (pip-audit; never fails: docs/security.md)"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
-	@echo "make benchmark, cpu-accounting, cost-growth, benchmark-served, optimization, multinode, autoscaling - measurements (docs/performance.md)"
+	@echo "make benchmark, cpu-accounting, cost-growth, benchmark-served, optimization, multinode, autoscaling, overload, faults, soak - measurements (docs/performance.md)"
 	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
@@ -58,6 +59,15 @@ run: setup models
 
 test: setup models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The API fuzzed from its own OpenAPI schema (schemathesis), longer than `make test` does: FUZZ_EXAMPLES
+# schema-valid cases per route, against FUZZ_URL when set (e.g. http://127.0.0.1:8000 of `make run`), else
+# against an app it starts on a private cluster. Fails on any 5xx, non-JSON error or missing X-Request-ID.
+FUZZ_EXAMPLES ?= 500
+FUZZ_URL ?=
+fuzz: setup models
+	LENSGRAPH_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) LENSGRAPH_FUZZ_URL='$(FUZZ_URL)' \
+	    $(BIN)/python -m pytest tests/integration/test_bad_input.py -k fuzz -s $(PYTEST_ARGS)
 
 # pip-audit of what `make setup` installed, against PyPI's vulnerability data (OSV when PyPI gives none).
 # Prints findings, or "not checked: <reason>" when the data cannot be reached; exits 0 either way
@@ -105,7 +115,7 @@ peers-check: setup models
 
 # Measurements (issue 5, 6): each writes its results under docs/benchmarks/. They need the whole
 # machine: run one at a time, with nothing else busy. docs/performance.md says what each shows.
-.PHONY: benchmark benchmark-served cpu-accounting cost-growth optimization multinode autoscaling
+.PHONY: benchmark benchmark-served cpu-accounting cost-growth optimization multinode autoscaling faults overload soak
 benchmark: setup models
 	$(BIN)/python -m benchmarks.compare
 
@@ -128,3 +138,16 @@ multinode: setup models
 
 autoscaling: setup models
 	$(BIN)/python -m benchmarks.autoscaling
+
+# Reliability (docs/reliability.md): open-loop overload; each kind of replica killed under load and a
+# config change deployed under load.
+overload: setup models
+	$(BIN)/python -m benchmarks.overload
+
+faults: setup models
+	$(BIN)/python -m benchmarks.faults
+
+# The mixed locust load for SOAK_MINUTES, RSS of every process every 10 s: docs/benchmarks/soak.md.
+SOAK_MINUTES ?= 10
+soak: setup models
+	$(BIN)/python -m benchmarks.soak --minutes $(SOAK_MINUTES)

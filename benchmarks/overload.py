@@ -14,10 +14,15 @@ Writes docs/benchmarks/overload.{json,md}; labelled runs stay side by side.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from benchmarks.compare import HOST, machine
 from benchmarks.cpu_accounting import save_run, served_app
@@ -25,7 +30,9 @@ from benchmarks.loadgen import build_request, run_load
 from benchmarks.open_loop import ERROR, TIMEOUT, run_open_loop
 from benchmarks.process_stats import cpu_seconds
 from benchmarks.workloads import load
-from lensgraph import settings
+from benchmarks.systems import wait_http
+from lensgraph import front_door, settings
+from lensgraph.devcluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTIPLES = (1, 2, 5, 10)
@@ -64,6 +71,25 @@ def measure(roots: list[int], port: int, pipeline: str, seconds: float) -> list[
     return rows
 
 
+@contextlib.contextmanager
+def front(inner_port: int, enabled: bool):
+    """(port to load, extra processes to account): the front door in front of the app when enabled."""
+    if not enabled:
+        yield inner_port, []
+        return
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    port = free_port()
+    cfg = Path(tempfile.mkdtemp()) / "front_door.cfg"
+    cfg.write_text(front_door.render(HOST, port, inner_port, front_door.capacity(config)))
+    proc = subprocess.Popen([str(front_door.haproxy_binary()), "-db", "-f", str(cfg)])
+    try:
+        wait_http(f"http://{HOST}:{port}/readyz", 30)
+        yield port, [proc.pid]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def render(runs: dict[str, dict]) -> str:
     lines = ["# Overload, open loop", "",
              "Written by `python -m benchmarks.overload` (see its docstring). *capacity*: accepted req/s at 1x in the "
@@ -89,6 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--label", default="current")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
+    parser.add_argument("--front-door", action="store_true",
+                        help="through lensgraph run's front door (lensgraph/front_door.py), as make run serves")
     parser.add_argument("--override", type=json.loads, default=None, metavar="JSON",
                         help="per-deployment serve_config fields, e.g. the Preprocessor's max_in_flight")
     args = parser.parse_args(argv)
@@ -97,9 +125,9 @@ def main(argv: list[str] | None = None) -> None:
     run = {"command": " ".join(["python -m benchmarks.overload", *(sys.argv[1:] if argv is None else argv)]),
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "override": args.override, "rows": []}
-    with served_app(args.override) as (_, running, _app):
+    with served_app(args.override) as (_, running, _app), front(running.port, args.front_door) as (port, roots):
         for pipeline in [p for p in args.pipelines.split(",") if p]:
-            run["rows"] += measure(running.roots, running.port, pipeline, args.seconds)
+            run["rows"] += measure(running.roots + roots, port, pipeline, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
     runs = save_run(args.out / "overload.json", args.label, run)
     (args.out / "overload.md").write_text(render(runs))

@@ -10,6 +10,7 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -18,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", default="serve_config.yaml", help="Serve config (default serve_config.yaml)")
     p.add_argument("--stop-timeout", type=float, default=60.0,
                    help="seconds to drain after a stop signal before the rest is killed (default 60)")
+    p.add_argument("--no-front-door", action="store_true",
+                   help="serve on Serve's own HTTP port, without the HAProxy that refuses overload cheaply")
+    p.add_argument("--queue-timeout-ms", type=int, default=100,
+                   help="how long a request over capacity may wait at the front door before its 503 (default 100)")
     p.set_defaults(func=run)
 
 
@@ -25,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
     from lensgraph.serve_supervisor import Supervisor
 
     serve = Path(sys.executable).parent / "serve"
-    command = [str(serve) if serve.exists() else (shutil.which("serve") or "serve"), "run", args.config]
+    config_path, front = Path(args.config), None
+    if not args.no_front_door:
+        config_path, front = _front_door(config_path, args.queue_timeout_ms)
+    command = [str(serve) if serve.exists() else (shutil.which("serve") or "serve"), "run", str(config_path)]
     # A stale /tmp/ray/ray_current_cluster must not make serve run attach to a dead cluster.
     env = {**os.environ, "RAY_ADDRESS": os.environ.get("RAY_ADDRESS") or "local"}
     if env["RAY_ADDRESS"] == "local":
@@ -33,4 +41,28 @@ def run(args: argparse.Namespace) -> int:
         # the dashboard listen on loopback only (Ray's switch for this is named after Windows and macOS,
         # where it is the default). Serve's HTTP port keeps http_options.host. Set it to 1 to opt out.
         env.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    return Supervisor(command, stop_timeout_s=args.stop_timeout, env=env).run()
+    return Supervisor(command, stop_timeout_s=args.stop_timeout, env=env, front_command=front).run()
+
+
+def _front_door(config_path: Path, queue_timeout_ms: int) -> tuple[Path, list[str]]:
+    """The Serve config moved behind the front door, and the front door's command (lensgraph/front_door.py)."""
+    import yaml
+
+    from lensgraph import front_door
+    from lensgraph.devcluster import free_port
+
+    config = yaml.safe_load(config_path.read_text())
+    http = config.get("http_options", {})
+    inner_port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="lensgraph-run-"))
+    inner = workdir / config_path.name
+    inner.write_text(yaml.safe_dump(front_door.inner_config(config, inner_port), sort_keys=False))
+    limit = front_door.capacity(config)
+    haproxy_cfg = workdir / "front_door.cfg"
+    haproxy_cfg.write_text(front_door.render(http.get("host", "0.0.0.0"), int(http.get("port", 8000)), inner_port,
+                                             limit, queue_timeout_ms,
+                                             request_timeout_s=int(http.get("request_timeout_s") or 120) + 5))
+    print(f"lensgraph run: front door on {http.get('host', '0.0.0.0')}:{http.get('port', 8000)} "
+          f"(at most {limit} requests inside Serve, which listens on 127.0.0.1:{inner_port})",
+          file=sys.stderr, flush=True)
+    return inner, [str(front_door.haproxy_binary()), "-db", "-f", str(haproxy_cfg)]

@@ -6,6 +6,7 @@ because speed targets belong to benchmarks, not to tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -133,6 +134,32 @@ def test_make_run_serves_on_8000_and_the_client_works(make_run, assets):
                            capture_output=True, text=True, timeout=60)
     assert table.returncode == 0 and "classifier" in table.stdout and "available" in table.stdout
 
+
+def test_the_front_door_refuses_overload_with_json_and_keeps_request_ids(make_run, assets):
+    """`make run` serves through lensgraph run's front door (lensgraph/front_door.py): over the ingress's
+    capacity (32 requests here) a burst is answered 200 or the API's 503 JSON with Retry-After and an
+    X-Request-ID, from HAProxy itself; a client's own X-Request-ID comes back on its answer."""
+    photo = (assets / "imagenet/n01440764_tench.JPEG").read_bytes()
+
+    async def burst(n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=n)) as client:
+            return await asyncio.gather(*(client.post(URL + "/v1/classify", content=photo,
+                                                      headers={"content-type": "image/jpeg"}) for _ in range(n)))
+
+    answers = asyncio.run(burst(150))
+    statuses = {r.status_code for r in answers}
+    assert statuses <= {200, 503}, statuses
+    refused = [r for r in answers if r.status_code == 503]
+    at_the_door = [r for r in refused if "requests in flight" in r.json()["message"]]
+    assert at_the_door, f"no refusal from the front door among {len(refused)} refusals"
+    for r in refused:
+        assert r.headers["content-type"].startswith("application/json") and r.json()["error"] == "overloaded"
+        assert r.headers["retry-after"] == "1" and r.headers["x-request-id"]
+    assert answers[0].status_code != 200 or answers[0].json()["predictions"][0]["class_id"] == 0
+    mine = httpx.post(URL + "/v1/classify", content=photo, timeout=60,
+                      headers={"content-type": "image/jpeg", "x-request-id": "test-front-door-1"})
+    assert mine.status_code == 200 and mine.headers["x-request-id"] == "test-front-door-1"
+    assert httpx.get(URL + "/readyz", timeout=30).status_code == 200
 
 def test_sigterm_drains_requests_and_leaves_no_process_and_make_run_starts_again(make_run, repository, assets,
                                                                                 tmp_path):

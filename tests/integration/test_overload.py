@@ -15,6 +15,7 @@ import time
 
 import httpx
 import pytest
+import yaml
 from PIL import Image
 
 from tests.integration.conftest import running_server
@@ -29,9 +30,14 @@ LIMITS = {
 
 
 @pytest.fixture(scope="module")
-def small_server(repository, assets, tmp_path_factory):
+def small_app(repository, assets, tmp_path_factory):
     with running_server(repository, assets, tmp_path_factory.mktemp("small"), overrides=LIMITS) as server:
-        yield server.url
+        yield server
+
+
+@pytest.fixture(scope="module")
+def small_server(small_app):
+    return small_app.url
 
 
 async def _burst(url: str, body: bytes, n: int) -> list[httpx.Response]:
@@ -48,6 +54,7 @@ def test_over_the_limit_is_refused_at_once_with_json_and_retry_after(small_serve
     refusals = set()
     for r in responses:
         assert r.headers["content-type"].startswith("application/json")
+        assert len(r.headers.get_list("x-request-id")) == 1 and r.headers["x-request-id"]  # refusals too
         if r.status_code == 503:
             assert r.json()["error"] == "overloaded" and r.headers["retry-after"] == "1"
             refusals.add("ingress" if f"limit of {INGRESS_LIMIT} requests" in r.json()["message"] else "model queue")
@@ -56,6 +63,7 @@ def test_over_the_limit_is_refused_at_once_with_json_and_retry_after(small_serve
     # Both kinds of refusal happened: the ingress's own limit and the Classifier's full queue (Serve's
     # BackPressureError in the ingress), and both reached the client as the same JSON.
     assert refusals == {"ingress", "model queue"}, refusals
+    assert len({r.headers["x-request-id"] for r in responses}) == len(responses)
     assert httpx.get(small_server + "/healthz").status_code == 200
 
 
@@ -147,3 +155,54 @@ def test_a_model_replica_killed_under_load_fails_no_request(small_server, assets
     print(f"killed the LandmarkModel holding {held} calls; retried by the ingress replicas: {retried}")
     # Whether a call was in the replica at the instant of the kill is a race (3 retries in the checked run,
     # 0 in a loaded CI run); every request answering 200 is the guarantee, the count is reported.
+
+
+def test_serve_deploy_of_a_changed_config_under_load_fails_no_request(small_app, assets):
+    """`serve deploy` of new batch sizes, thresholds, limits and replica counts while clients send
+    requests: every request answers 200, and the replicas then report the new settings (the numbers
+    under heavier load: docs/benchmarks/faults.md)."""
+    url = small_app.url
+    photo = (assets / "imagenet/n01440764_tench.JPEG").read_bytes()
+    config = yaml.safe_load(small_app.config.read_text())
+    deployments = {d["name"]: d for d in config["applications"][0]["deployments"]}
+    deployments["DigitClassifier"]["num_replicas"] = 2
+    deployments["DigitClassifier"]["user_config"]["max_batch_size"] = 8
+    deployments["FaceDetector"]["user_config"]["score_threshold"] = 0.8
+    deployments["Preprocessor"]["user_config"]["max_in_flight"] = INGRESS_LIMIT + 2
+    changed = small_app.config.with_name("changed.yaml")
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def client(route: str, body: bytes, content_type: str) -> None:
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                answers.append(c.post(url + route, content=body, headers={"content-type": content_type}).status_code)
+
+    threads = [threading.Thread(target=client, args=("/v1/classify", photo, "image/jpeg")),
+               threading.Thread(target=client, args=("/v1/digits", (assets / "faces/obama.jpg").read_bytes(), "image/jpeg"))]
+    for t in threads:
+        t.start()
+    try:
+        while len(answers) < 10:
+            time.sleep(0.05)
+        small_app.cluster.deploy(changed)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            running = [r for r in small_app.cluster.replicas().get("DigitClassifier", []) if r.get("state") == "RUNNING"]
+            if len(running) == 2 and small_app.cluster.status()["applications"]["lensgraph"]["status"] == "RUNNING":
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("the changed config did not reach RUNNING with 2 DigitClassifier replicas")
+        served = len(answers)
+        while len(answers) < served + 10:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert answers and set(answers) == {200}, {s: answers.count(s) for s in set(answers)}
+    models = {m["name"]: m["info"] for m in _models(url)["models"]}
+    assert models["digits"]["batching"]["max_batch_size"] == 8
+    assert _models(url)["ingress"]["settings"]["max_in_flight"] == INGRESS_LIMIT + 2
