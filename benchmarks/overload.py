@@ -77,7 +77,7 @@ def front(inner_port: int, enabled: bool):
     if not enabled:
         yield inner_port, []
         return
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())  # the limit make run's door has (no --override)
     port = free_port()
     cfg = Path(tempfile.mkdtemp()) / "front_door.cfg"
     cfg.write_text(front_door.render(HOST, port, inner_port, front_door.capacity(config)))

@@ -90,7 +90,7 @@ def per_minute(history: Path, start: float) -> list[dict]:
     return out
 
 
-def run(minutes: float, users: int, warmup_minutes: float, out: Path) -> dict:
+def run(minutes: float, users: int, warmup_minutes: float) -> dict:
     env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(settings.model_repository_dir())}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    report = run(args.minutes, args.users, args.warmup_minutes, args.out)
+    report = run(args.minutes, args.users, args.warmup_minutes)
     (args.out / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
     plot(report, args.out / "soak.png")
     write_markdown(report, args.out / "soak.md", "soak.png")
