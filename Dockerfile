@@ -137,7 +137,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     RAY_SERVE_HAPROXY_METRICS_REPORT_INTERVAL_S=30 \
     RAY_raylet_report_resources_period_milliseconds=1000 \
     RAY_task_events_report_interval_ms=5000 \
-    FORWARDED_ALLOW_IPS=""
+    FORWARDED_ALLOW_IPS="" \
+    RAY_SERVE_HAPROXY_RETRY_ON="conn-failure empty-response"
 USER 1000:1000
 # 8000 Serve HTTP, 8265 Ray dashboard, 8080 Prometheus metrics, 6379 GCS (head)
 EXPOSE 8000 8265 8080 6379

@@ -3,7 +3,8 @@
     python -m benchmarks.faults              # or: make faults; writes docs/benchmarks/faults.{json,md}
 
 One private Ray cluster on this machine (lensgraph.devcluster, the `make run` environment from
-configs/serve.env) runs serve_config.yaml. For each deployment in turn, closed-loop load from
+configs/serve.env) runs serve_config.yaml, behind the front door as `make run` serves it
+(``--no-front-door``: Serve's port directly). For each deployment in turn, closed-loop load from
 8 connections on the routes that use it; once its replica holds at least ``--min-held`` requests
 (read from the replica itself: ``info().replica.in_flight``, or the ingress's own count in
 ``/v1/models``), that process gets SIGKILL. Recorded: how many it held, every request's status and
@@ -18,11 +19,13 @@ The node kill (a whole Ray node at once, on a three-node cluster) is `make multi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -33,6 +36,7 @@ import yaml
 
 from benchmarks.loadgen import build_request, run_load
 from benchmarks.multinode import analyse
+from benchmarks.overload import front
 from benchmarks.systems import wait_http
 from benchmarks.workloads import load
 from lensgraph import serve_env, settings
@@ -178,7 +182,7 @@ def upgrade(target: Target, config: dict, path: Path, requests: list[bytes], con
 
 
 def run(concurrency: int = 8, seconds: float = 24, min_held: int = 4, only: list[str] | None = None,
-        upgrade_too: bool = True) -> dict:
+        upgrade_too: bool = True, front_door: bool = True) -> dict:
     env = {**serve_env.load(), "LENSGRAPH_MODEL_REPOSITORY": str(settings.model_repository_dir())}
     cluster = LocalCluster(head_cpus=2, env=env)
     port = free_port()
@@ -189,21 +193,25 @@ def run(concurrency: int = 8, seconds: float = 24, min_held: int = 4, only: list
     assets = settings.assets_dir()
     workloads = {p: load(p, assets) for p in ("classify", "faces", "digits")}
 
+    load_port = port  # where the load goes: the front door's port when there is one
+
     def requests_for(routes) -> list[bytes]:
-        return [build_request(HOST, port, workloads[r].path, image, workloads[r].content_type)
+        return [build_request(HOST, load_port, workloads[r].path, image, workloads[r].content_type)
                 for r in routes for image in workloads[r].images]
 
     report = {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": "python -m benchmarks.faults", "concurrency": concurrency, "load_seconds": seconds,
-              "replicas": replicas, "kills": [], "upgrade": None}
+              "replicas": replicas, "kills": [], "upgrade": None, "front_door": front_door}
+    door = contextlib.ExitStack()
     try:
         cluster.start_head()
         cluster.deploy(path)
         cluster.wait_running(timeout=300)
         wait_http(f"http://{HOST}:{port}/readyz", 120)
-        target = Target(cluster, port)
+        load_port, _ = door.enter_context(front(port, front_door))
+        target = Target(cluster, load_port)
         for deployment in only or VICTIMS:
-            run_load(HOST, port, requests_for(VICTIMS[deployment][1]), concurrency, 2, warmup_s=0)  # warm
+            run_load(HOST, load_port, requests_for(VICTIMS[deployment][1]), concurrency, 2, warmup_s=0)  # warm
             kill = kill_one(target, deployment, requests_for(VICTIMS[deployment][1]), concurrency, seconds,
                             min_held, replicas[deployment])
             print(json.dumps({k: kill[k] for k in ("deployment", "held_at_kill", "failed", "statuses",
@@ -216,6 +224,7 @@ def run(concurrency: int = 8, seconds: float = 24, min_held: int = 4, only: list
                                         requests_for(("classify", "faces", "digits")), concurrency, 2 * seconds)
             print(json.dumps({k: report["upgrade"][k] for k in ("failed", "statuses", "running_after_deploy_s")}))
     finally:
+        door.close()
         cluster.stop()
     return report
 
@@ -224,6 +233,7 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = ["# Faults and upgrades under load", "",
              f"Reproduce: `{report['command']}` (`make faults`). Measured {report['date']} on this 2-core machine: "
              "one Ray node started as `make run` starts it (configs/serve.env), serve_config.yaml "
+             f"{'behind the front door (lensgraph/front_door.py) ' if report.get('front_door') else 'without the front door '}"
              f"(replicas: {', '.join(f'{k} {v}' for k, v in report['replicas'].items())}), closed-loop load from "
              f"{report['concurrency']} connections for {report['load_seconds']:g} s per kill on the routes that use "
              "the victim. A replica is killed (SIGKILL) once it holds at least "
@@ -260,9 +270,11 @@ def main() -> None:
     parser.add_argument("--min-held", type=int, default=4)
     parser.add_argument("--only", nargs="*", choices=list(VICTIMS), help="kill only these (a quick check)")
     parser.add_argument("--no-upgrade", action="store_true")
+    parser.add_argument("--no-front-door", action="store_true", help="load Serve's port directly, not make run's front door")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     args = parser.parse_args()
-    report = run(args.concurrency, args.seconds, args.min_held, args.only, not args.no_upgrade)
+    report = run(args.concurrency, args.seconds, args.min_held, args.only, not args.no_upgrade, not args.no_front_door)
+    report["command"] = " ".join(["python -m benchmarks.faults", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faults.json").write_text(json.dumps(report, indent=1) + "\n")
     write_markdown(report, args.out / "faults.md")

@@ -12,7 +12,8 @@ admission limit (``max_in_flight`` x replicas): at most that many requests are i
 wait in HAProxy's queue up to ``queue_timeout_ms`` and then get the API's 503 JSON with
 ``Retry-After`` and ``X-Request-ID``, answered by HAProxy alone. Probes and ``/v1/models`` bypass the
 limit. Every request gets an ``X-Request-ID`` here when the client sent none, so Serve and the logs
-use the same id. ``lensgraph run`` starts it (lensgraph/serve_supervisor.py); KubeRay deployments put
+use the same id; one that is not printable ASCII is refused with a 400 JSON here, before Serve's
+proxy turns it into a text/plain 500. ``lensgraph run`` starts it (lensgraph/serve_supervisor.py); KubeRay deployments put
 the limit in their own ingress instead (docs/reliability.md).
 """
 
@@ -24,6 +25,9 @@ from pathlib import Path
 
 INGRESS = "Preprocessor"
 DEFAULT_MAX_IN_FLIGHT = 64  # pipelines/ingress.py's default, when the config does not set it
+MAX_CONNECTIONS = 1024  # client connections at once; with BUFFER_BYTES, at most 2 GiB of buffers
+BUFFER_BYTES = 1 << 20
+RETRIES = 2
 OPEN_PATHS = ("/healthz", "/readyz", "/v1/models", "/openapi.json", "/docs")
 
 
@@ -59,6 +63,10 @@ def _error(status: int, code: str, message: str, retry_after: int | None = None)
     return line + ' hdr X-Request-ID "%[req.hdr(x-request-id)]"'
 
 
+_BAD_ID = json.dumps({"error": "invalid_request_id",
+                      "message": "X-Request-ID must be printable ASCII (bytes 0x20-0x7e)"})
+
+
 def render(host: str, port: int, inner_port: int, max_in_flight: int, queue_timeout_ms: int = 100,
            request_timeout_s: int = 120) -> str:
     """The HAProxy configuration of the front door."""
@@ -66,8 +74,10 @@ def render(host: str, port: int, inner_port: int, max_in_flight: int, queue_time
     paths = " ".join(OPEN_PATHS)
     return "\n".join([
         "global",
-        "    maxconn 4096",
+        f"    maxconn {MAX_CONNECTIONS}",
         "    nbthread 1",
+        # A body must fit in one buffer to be replayed (retry-on below): 1 MiB holds every photo of the benchmarks.
+        f"    tune.bufsize {BUFFER_BYTES}",
         "defaults",
         "    mode http",
         "    option http-keep-alive",
@@ -77,10 +87,19 @@ def render(host: str, port: int, inner_port: int, max_in_flight: int, queue_time
         "    timeout http-request 60s",
         "    timeout http-keep-alive 60s",
         f"    timeout queue {queue_timeout_ms}ms",
-        "    retries 3",
+        # Inference is idempotent, so a request that got no answer is sent again, whole (it is buffered here):
+        # Serve's HAProxy answers a request whose ingress replica died with a bare 500 (its errorfile for 502),
+        # which cannot be told from the app's own 500, so that is retried too. Two retries: the first can land
+        # on another of Serve's pooled connections to the dead replica, which never reaches a model.
+        f"    retries {RETRIES}",
+        "    option http-buffer-request",
+        "    retry-on conn-failure empty-response 500",
         "    unique-id-format %[uuid()]",
         "frontend lensgraph",
         f"    bind {bind}:{port}",
+        # Serve decodes X-Request-ID before our code runs and answers a non-ASCII byte with a text/plain 500.
+        "    http-request return status 400 content-type application/json lf-string "
+        f"'{_BAD_ID}' hdr X-Request-ID %[unique-id] if {{ req.hdr(x-request-id) -m reg '[^ -~]' }}",
         "    http-request set-header X-Request-ID %[unique-id] unless { req.hdr(x-request-id) -m found }",
         f"    use_backend probes if {{ path {paths} }}",
         "    default_backend serve",

@@ -7,17 +7,23 @@ answering."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import signal
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 from PIL import Image
 
+from lensgraph import front_door
+from lensgraph.devcluster import free_port
 from tests.integration.conftest import running_server
 
 pytestmark = pytest.mark.serve
@@ -155,6 +161,74 @@ def test_a_model_replica_killed_under_load_fails_no_request(small_server, assets
     print(f"killed the LandmarkModel holding {held} calls; retried by the ingress replicas: {retried}")
     # Whether a call was in the replica at the instant of the kill is a race (3 retries in the checked run,
     # 0 in a loaded CI run); every request answering 200 is the guarantee, the count is reported.
+
+
+@contextlib.contextmanager
+def _front_door(inner_url: str):
+    """make run's front door (lensgraph/front_door.py) in front of the small app; yields its URL."""
+    port = free_port()
+    cfg = Path(tempfile.mkdtemp()) / "front_door.cfg"
+    cfg.write_text(front_door.render("127.0.0.1", port, int(inner_url.rsplit(":", 1)[1]), 2 * INGRESS_LIMIT))
+    proc = subprocess.Popen([str(front_door.haproxy_binary()), "-db", "-f", str(cfg)])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_an_ingress_replica_killed_while_it_holds_requests_fails_none_through_the_front_door(small_server, assets):
+    """SIGKILL one of the two ingress replicas while it holds photo requests: Serve's HAProxy answers each
+    held request with a bare 500 (or drops it), and make run's front door, which holds every request whole,
+    sends it once more; Serve routes that to the surviving replica, so every request answers 200 (without
+    the front door the held requests fail: docs/benchmarks/faults.md)."""
+    photo = _group_photo(assets)
+    answers: list[int] = []
+    stop = threading.Event()
+    with _front_door(small_server) as door:
+        def client() -> None:
+            with httpx.Client(timeout=60) as c:
+                while not stop.is_set():
+                    try:
+                        r = c.post(door + "/v1/faces", content=photo, headers={"content-type": "image/jpeg"})
+                        answers.append(r.status_code)
+                        if r.status_code != 200:
+                            print("failed:", r.status_code, r.headers, r.text[:300])
+                    except httpx.HTTPError as exc:  # a dropped connection is a failed request
+                        answers.append(-1)
+                        print("dropped:", exc)
+
+        # as many clients as one replica admits: the survivor takes them all without refusing any
+        threads = [threading.Thread(target=client) for _ in range(INGRESS_LIMIT)]
+        for t in threads:
+            t.start()
+        try:
+            victim, held, deadline = None, 0, time.monotonic() + 60
+            while time.monotonic() < deadline:  # /v1/models answers from either replica, with its own count
+                ingress = _models(door)["ingress"]
+                if ingress["in_flight"] >= 2:  # admitted requests (/v1/models is not counted)
+                    victim, held = ingress["pid"], ingress["in_flight"]
+                    break
+            assert victim, "no ingress replica held two requests at once"
+            os.kill(victim, signal.SIGKILL)
+            served = len(answers)
+            deadline = time.monotonic() + 60
+            while len(answers) < served + 20 and time.monotonic() < deadline:  # the surviving replica answers
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+    failed = [a for a in answers if a != 200]
+    print(f"killed the ingress replica holding {held} requests; {len(answers)} answers, failed: {failed}")
+    assert answers and not failed, failed
 
 
 def test_serve_deploy_of_a_changed_config_under_load_fails_no_request(small_app, assets):

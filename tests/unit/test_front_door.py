@@ -29,9 +29,29 @@ def test_capacity_is_the_ingress_admission_limit_of_the_config():
 class _Slow(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    dropped: list[str] = []  # /v1/flaky: the first request of each id is dropped unanswered, as by a dying replica
+
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
-        self.rfile.read(length)
+        received = self.rfile.read(length)
+        if self.path.startswith("/v1/flaky") and self.headers["x-request-id"] not in _Slow.dropped:
+            _Slow.dropped.append(self.headers["x-request-id"])
+            if self.path == "/v1/flaky500":  # what Serve's HAProxy answers for a replica that died
+                self.send_response(500)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", "21")
+                self.end_headers()
+                self.wfile.write(b"Internal Server Error")
+                return
+            self.close_connection = True
+            return
+        if self.path.startswith("/v1/flaky"):
+            body = str(len(received)).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         time.sleep(0.5 if self.path == "/v1/classify" else 0)
         body = self.headers.get("x-request-id", "").encode()
         self.send_response(200)
@@ -92,3 +112,20 @@ def test_probes_pass_the_limit_and_a_client_request_id_is_kept(door):
         [f.result() for f in slow]
     mine = httpx.post(door + "/v1/classify", content=b"x", timeout=10, headers={"x-request-id": "abc-1"})
     assert mine.status_code == 200 and mine.text == "abc-1"
+
+
+def test_a_non_ascii_request_id_is_a_400_json_and_a_printable_one_passes(door):
+    bad = httpx.post(door + "/v1/digits", content=b"x", headers={"X-Request-ID": b"id-\xff\xfe"}, timeout=10)
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/json", bad.text
+    assert bad.json()["error"] == "invalid_request_id" and bad.headers["x-request-id"]
+    good = httpx.post(door + "/v1/digits", content=b"x", headers={"X-Request-ID": "client-id 42:~"}, timeout=10)
+    assert good.status_code == 200 and good.text == "client-id 42:~"
+
+
+@pytest.mark.parametrize("path", ["/v1/flaky", "/v1/flaky500"])
+def test_a_request_lost_inside_is_sent_once_more_with_its_whole_body(door, path):
+    """Dropped unanswered, or Serve's bare 500 for a dead replica: the front door sends it once more."""
+    photo = bytes(range(256)) * 3000  # 768 kB, the size of the largest benchmark photo
+    answer = httpx.post(door + path, content=photo, headers={"X-Request-ID": "retry" + path}, timeout=10)
+    assert answer.status_code == 200 and answer.text == str(len(photo))
+    assert _Slow.dropped.count("retry" + path) == 1, "lost once, answered on the second try"
