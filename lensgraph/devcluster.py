@@ -10,6 +10,7 @@ kills exactly what was started. No Ray import: only subprocesses.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -26,10 +27,22 @@ from pathlib import Path
 import yaml
 
 
+# Ports we choose live below the kernel's ephemeral range (32768+ here) and above Ray's worker
+# ports (10002-19999): a port the kernel hands out as "free" is ephemeral, so a Ray process started
+# after we picked it can be given the same one (a CI run lost the HTTP port that way).
+_OWN_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now that no Ray process will be handed by the kernel later."""
+    for port in random.sample(_OWN_PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {_OWN_PORTS}")
 
 
 def descendants(roots: list[int]) -> set[int]:
