@@ -16,7 +16,10 @@ export LENSGRAPH_MODEL_REPOSITORY
 
 # Ray Serve's process environment (throughput settings, gRPC message limit): one file for all.
 include configs/serve.env
-export $(shell sed -n 's/^\([A-Z_][A-Z0-9_]*\)=.*/\1/p' configs/serve.env)
+SERVE_ENV_NAMES := $(shell sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=.*/\1/p' configs/serve.env)
+# A value with a space is double-quoted in the file (for a shell that sources it): make keeps quotes, so drop them.
+$(foreach name,$(SERVE_ENV_NAMES),$(eval $(name) := $(subst ",,$(value $(name)))))
+export $(SERVE_ENV_NAMES)
 
 # API keys (docs/security.md): off unless LENSGRAPH_API_KEYS_FILE names a key file. A relative path is
 # made absolute here, so it names the same file in every process Ray starts.

@@ -17,5 +17,8 @@ def load(path: Path | None = None) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if not sep or not key.strip().isidentifier():
             raise ValueError(f"{path}: not KEY=VALUE: {line!r}")
-        values[key.strip()] = value.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':  # quoted for a shell that sources the file
+            value = value[1:-1]
+        values[key.strip()] = value
     return values
