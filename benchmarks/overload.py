@@ -31,7 +31,7 @@ from benchmarks.open_loop import ERROR, TIMEOUT, run_open_loop
 from benchmarks.process_stats import cpu_seconds
 from benchmarks.workloads import load
 from benchmarks.systems import wait_http
-from lensgraph import front_door, settings
+from lensgraph import front_door, front_door_limit, settings
 from lensgraph.devcluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,20 +72,27 @@ def measure(roots: list[int], port: int, pipeline: str, seconds: float) -> list[
 
 
 @contextlib.contextmanager
-def front(inner_port: int, enabled: bool):
-    """(port to load, extra processes to account): the front door in front of the app when enabled."""
+def front(inner_port: int, enabled: bool, latency_target_s: float = front_door_limit.DEFAULT_TARGET_S):
+    """(port to load, extra processes to account): the front door in front of the app when enabled, with
+    its limit following ``latency_target_s`` as in make run (0: a fixed limit)."""
     if not enabled:
         yield inner_port, []
         return
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())  # the limit make run's door has (no --override)
-    port = free_port()
-    cfg = Path(tempfile.mkdtemp()) / "front_door.cfg"
-    cfg.write_text(front_door.render(HOST, port, inner_port, front_door.capacity(config)))
-    proc = subprocess.Popen([str(front_door.haproxy_binary()), "-db", "-f", str(cfg)])
+    port, workdir = free_port(), Path(tempfile.mkdtemp())
+    sock = workdir / "front_door.sock" if latency_target_s > 0 else None
+    (workdir / "front_door.cfg").write_text(
+        front_door.render(HOST, port, inner_port, front_door.capacity(config), admin_socket=sock))
+    proc = subprocess.Popen([str(front_door.haproxy_binary()), "-db", "-f", str(workdir / "front_door.cfg")])
+    controller = front_door_limit.Controller(sock, front_door.capacity(config), latency_target_s) if sock else None
     try:
         wait_http(f"http://{HOST}:{port}/readyz", 30)
+        if controller:
+            controller.start()
         yield port, [proc.pid]
     finally:
+        if controller:
+            controller.stop()
         proc.kill()
         proc.wait()
 
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     parser.add_argument("--front-door", action="store_true",
                         help="through lensgraph run's front door (lensgraph/front_door.py), as make run serves")
+    parser.add_argument("--latency-target-ms", type=int, default=int(1000 * front_door_limit.DEFAULT_TARGET_S),
+                        help="the front door's latency target, as lensgraph run's (0: its fixed limit)")
     parser.add_argument("--override", type=json.loads, default=None, metavar="JSON",
                         help="per-deployment serve_config fields, e.g. the Preprocessor's max_in_flight")
     args = parser.parse_args(argv)
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     run = {"command": " ".join(["python -m benchmarks.overload", *(sys.argv[1:] if argv is None else argv)]),
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
            "override": args.override, "rows": []}
-    with served_app(args.override) as (_, running, _app), front(running.port, args.front_door) as (port, roots):
+    with served_app(args.override) as (_, running, _app), front(running.port, args.front_door, args.latency_target_ms / 1000) as (port, roots):
         for pipeline in [p for p in args.pipelines.split(",") if p]:
             run["rows"] += measure(running.roots + roots, port, pipeline, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)

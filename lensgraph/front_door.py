@@ -8,7 +8,9 @@ connection limit, so it cannot refuse by itself.
 
 This HAProxy (the binary Serve ships) listens where Serve would (``http_options``) and forwards to
 Serve's, moved to 127.0.0.1 on another port, through one server line with ``maxconn`` = the ingress's
-admission limit (``max_in_flight`` x replicas): at most that many requests are inside Serve; the next
+admission limit (``max_in_flight`` x replicas): at most that many requests are inside Serve (fewer while
+they would wait longer than a latency target: lensgraph/front_door_limit.py sets the line's ``maxconn``
+through the admin socket); the next
 wait in HAProxy's queue up to ``queue_timeout_ms`` and then get the API's 503 JSON with
 ``Retry-After`` and ``X-Request-ID``, answered by HAProxy alone. Probes and ``/v1/models`` bypass the
 limit. Every request gets an ``X-Request-ID`` here when the client sent none, so Serve and the logs
@@ -70,14 +72,16 @@ _BAD_ID = json.dumps({"error": "invalid_request_id",
 
 
 def render(host: str, port: int, inner_port: int, max_in_flight: int, queue_timeout_ms: int = 100,
-           request_timeout_s: int = 120) -> str:
-    """The HAProxy configuration of the front door."""
+           request_timeout_s: int = 120, admin_socket: Path | None = None) -> str:
+    """The HAProxy configuration of the front door. ``admin_socket``: where lensgraph/front_door_limit.py
+    reads the counters and sets the limit (``max_in_flight`` is then the most it sets)."""
     bind = f"[{host}]" if ":" in host else host
     paths = " ".join(OPEN_PATHS)
     return "\n".join([
         "global",
         f"    maxconn {MAX_CONNECTIONS}",
         "    nbthread 1",
+        *([f"    stats socket {admin_socket} mode 600 level admin"] if admin_socket else []),
         # A body must fit in one buffer to be replayed (retry-on below): 1 MiB holds every photo of the benchmarks.
         f"    tune.bufsize {BUFFER_BYTES}",
         "defaults",
@@ -109,8 +113,8 @@ def render(host: str, port: int, inner_port: int, max_in_flight: int, queue_time
         "backend serve",
         "    http-reuse always",
         f"    server serve 127.0.0.1:{inner_port} maxconn {max_in_flight}",
-        _error(503, "overloaded", f"the service is at capacity ({max_in_flight} requests in flight) or "
-               "starting; retry after the Retry-After seconds", retry_after=1),
+        _error(503, "overloaded", "the service is at capacity or starting; retry after the Retry-After seconds",
+               retry_after=1),
         _error(502, "bad_gateway", "the request was lost inside the service; it can be sent again"),
         _error(504, "deadline_exceeded", f"no answer within {request_timeout_s} s"),
         "backend probes",

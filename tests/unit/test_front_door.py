@@ -97,7 +97,7 @@ def test_over_capacity_is_refused_by_haproxy_with_the_api_json(door):
     assert len(ok) >= 2 and refused and len(ok) + len(refused) == 8, [r.status_code for r in answers]
     for r in refused:
         assert r.headers["content-type"] == "application/json" and r.headers["retry-after"] == "1"
-        assert r.json()["error"] == "overloaded" and "2 requests in flight" in r.json()["message"]
+        assert r.json()["error"] == "overloaded" and "at capacity" in r.json()["message"]
         assert r.headers["x-request-id"], "HAProxy gave the refused request an id"
     for r in ok:  # the id the front door made reached the server
         assert r.headers["x-request-id"] and r.text == r.headers["x-request-id"]
