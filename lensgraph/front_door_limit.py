@@ -8,10 +8,13 @@ machine that classifies 94 images a second and 1.1 s on one (or at an hour) that
 * every ``interval_s`` it reads HAProxy's counters for the one server line (requests inside now, and
   responses so far) through the admin socket, and over the last ``window_s`` estimates the time inside as
   mean in-flight / completions per second;
+* only while requests fill at least 80% of the limit (it is what holds them back) and a window has at
+  least ``MIN_RESPONSES`` answers: idle or light load, and a slow start-up, leave it alone;
 * above the target it lowers the limit to what the measured completion rate carries within the target
-  (``rate x target``, at least ``min_limit``), then waits a full window of fresh samples;
-* at or below the target, while requests use at least 80% of the limit, it raises it by a quarter
-  (at most ``max_limit``, the ingress's own admission count): idle or light load leaves it alone.
+  (``rate x target``; at most halved per window, at least ``min_limit``, an eighth of the maximum),
+  then waits a full window of fresh samples;
+* at or below the target it raises it by a quarter, at most to ``max_limit`` (the ingress's own
+  admission count).
 
 The pure arithmetic is :class:`LatencyLimit` (tested without HAProxy); :class:`Controller` is the thread
 that ``lensgraph run`` and the overload benchmark start beside the front door.
@@ -28,6 +31,7 @@ from collections import deque
 from pathlib import Path
 
 BACKEND, SERVER = "serve", "serve"  # front_door.render's backend and server line
+MIN_RESPONSES = 8  # answers a window needs before its estimate counts
 LOG_EVERY_S = 10.0  # under overload the limit moves every second or so: one log line per 10 s at most
 DEFAULT_TARGET_S = 0.35  # time inside Serve; with the 100 ms door queue and a p99 of ~2x the mean: < 1 s
 
@@ -35,10 +39,12 @@ DEFAULT_TARGET_S = 0.35  # time inside Serve; with the 100 ms door queue and a p
 class LatencyLimit:
     """Limit from samples of (time, requests inside, responses so far)."""
 
-    def __init__(self, max_limit: int, target_s: float, min_limit: int = 2, window_s: float = 1.0):
+    def __init__(self, max_limit: int, target_s: float, min_limit: int | None = None, window_s: float = 1.0):
         if max_limit < 1 or target_s <= 0:
             raise ValueError("max_limit >= 1 and target_s > 0")
         self.max_limit, self.target_s, self.window_s = max_limit, target_s, window_s
+        # enough in flight to fill a batch: an eighth of the admission count, at least 2
+        min_limit = max(2, max_limit // 8) if min_limit is None else min_limit
         self.min_limit = max(1, min(min_limit, max_limit))
         self.limit = max_limit
         self.samples: deque[tuple[float, int, int]] = deque()
@@ -55,15 +61,15 @@ class LatencyLimit:
             return None  # not a full window since the start or the last change
         rate = (responses - r0) / span
         inside = sum(s[1] for s in self.samples) / len(self.samples)
-        if rate <= 0:
-            return None  # idle, or nothing finished in a window: no evidence either way
+        if responses - r0 < MIN_RESPONSES:
+            return None  # idle, starting, or too few answers in a window to judge
         self.last_estimate_s = inside / rate
-        if self.last_estimate_s > self.target_s:
-            new = max(self.min_limit, min(self.limit - 1, int(rate * self.target_s)))
-        elif inside >= 0.8 * self.limit:
-            new = min(self.max_limit, self.limit + max(1, self.limit // 4))
+        if inside < 0.8 * self.limit:
+            return None  # the limit is not what holds requests back: lowering it would only refuse more
+        if self.last_estimate_s > self.target_s:  # at most halved per window: one slow second is no verdict
+            new = max(self.min_limit, self.limit // 2, min(self.limit - 1, int(rate * self.target_s)))
         else:
-            return None
+            new = min(self.max_limit, self.limit + max(1, self.limit // 4))
         if new == self.limit:
             return None
         self.limit = new

@@ -92,8 +92,10 @@ class Supervisor:
             self.forced.set()
             print(f"lensgraph run: {signal.Signals(signum).name} again: stopping now", file=sys.stderr, flush=True)
             return
-        self.stopping.set()
+        # The time first: a second delivery of the same signal can run this handler again between any two
+        # lines (CI saw it while the front door's limit thread ran), and must find it set.
         self.stop_signalled_at = time.monotonic()
+        self.stopping.set()
         print(f"lensgraph run: {signal.Signals(signum).name}: draining (up to {self.stop_timeout_s:g} s)",
               file=sys.stderr, flush=True)
 

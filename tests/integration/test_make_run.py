@@ -150,7 +150,7 @@ def test_the_front_door_refuses_overload_with_json_and_keeps_request_ids(make_ru
     statuses = {r.status_code for r in answers}
     assert statuses <= {200, 503}, statuses
     refused = [r for r in answers if r.status_code == 503]
-    at_the_door = [r for r in refused if "requests in flight" in r.json()["message"]]
+    at_the_door = [r for r in refused if "at capacity or starting" in r.json()["message"]]  # front_door.render
     assert at_the_door, f"no refusal from the front door among {len(refused)} refusals"
     for r in refused:
         assert r.headers["content-type"].startswith("application/json") and r.json()["error"] == "overloaded"

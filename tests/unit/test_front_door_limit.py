@@ -54,9 +54,21 @@ def test_idle_or_light_load_leaves_the_limit_alone():
     assert limit.limit == 32
 
 
-def test_the_limit_never_leaves_its_bounds():
+def test_a_slow_start_or_a_limit_that_holds_nothing_back_is_left_alone():
+    limit = LatencyLimit(max_limit=32, target_s=0.35)
+    for i in range(50):  # the first requests of a fresh service: 8 inside for 1.5 s each, under 8 answers a window
+        assert limit.update(i * 0.1, 8, int(i * 0.1 * 8 / 1.5)) is None
+    for i in range(50):  # 8 inside, 1.5 s each, for long enough to judge: slow, but not queued at the door
+        assert limit.update(5 + i * 0.1, 8, 100 + int(i * 0.1 * 8 / 1.5) * 10) is None
+    assert limit.limit == 32
+
+
+def test_one_window_at_most_halves_the_limit_and_it_never_leaves_its_bounds():
+    limit = LatencyLimit(max_limit=32, target_s=0.1)
+    seen = _saturated(limit, 10.0, 30)
+    assert seen[:12].count(16) and min(seen) == limit.min_limit == 4, seen[:30]
     limit = LatencyLimit(max_limit=8, target_s=0.1, min_limit=2)
-    assert max(_saturated(limit, 1.0, 30)) <= 8 and limit.limit == 2
+    assert max(_saturated(limit, 10.0, 30)) <= 8 and limit.limit == 2
     with pytest.raises(ValueError):
         LatencyLimit(max_limit=0, target_s=0.1)
 
@@ -93,7 +105,7 @@ def test_the_controller_lowers_the_real_haproxy_limit_when_requests_wait_over_th
             time.sleep(0.05)
         assert front_door_limit.server_counters(sock)[2] == 8, "the configured limit, read back from HAProxy"
         controller.start()
-        stop = time.monotonic() + 4
+        stop = time.monotonic() + 5
         statuses: list[int] = []
 
         def client() -> None:
@@ -105,7 +117,7 @@ def test_the_controller_lowers_the_real_haproxy_limit_when_requests_wait_over_th
             for f in [pool.submit(client) for _ in range(12)]:
                 f.result()
         inside, responses, limit = front_door_limit.server_counters(sock)
-        # 0.5 s inside against a 0.2 s target: the limit goes down to its floor (2) and HAProxy holds it
+        # 0.5 s inside against a 0.2 s target: the limit halves to its floor (8 -> 4 -> 2) and HAProxy holds it
         assert limit == 2 and controller.changes >= 1, (limit, controller.changes)
         assert responses == statuses.count(200) and set(statuses) <= {200, 503}
         assert 503 in statuses, "with a lower limit more of the 12 clients are refused at the door"
