@@ -22,6 +22,9 @@ class DigitSettings(ModelSettings):
     reliability_threshold: float | None = Field(
         None, ge=0.0, description="override the calibrated threshold on the card's score, for every T"
     )
+    energy_threshold: float | None = Field(
+        None, description="override the calibrated energy threshold (higher lets more unfamiliar inputs through)"
+    )
 
 
 @serve.deployment(name="DigitClassifier", max_ongoing_requests=64)
@@ -35,6 +38,8 @@ class DigitClassifier(BatchedModel):
     def configure_runner(self, runner: DigitRunner, settings: DigitSettings) -> None:
         runner.samples_override = settings.mc_samples
         runner.threshold_override = settings.reliability_threshold
+        runner.energy_threshold = settings.energy_threshold if settings.energy_threshold is not None \
+            else runner.card_energy_threshold
 
     async def predict(self, image: np.ndarray, samples: int | None = None, seed: int | None = None) -> dict[str, Any]:
         """``image``: uint8 28x28, light ink on black (lensgraph.imaging.digits). ``samples``: T (1..200)."""

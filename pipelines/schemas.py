@@ -86,6 +86,10 @@ class DigitUncertainty(BaseModel):
     samples: int = Field(description="Monte-Carlo samples T")
     score: str | None = Field(description="the score 'reliable' is decided on")
     threshold: float | None = Field(description="reliable when score <= threshold (calibrated for this T); null: uncalibrated")
+    energy: float | None = Field(None, description="-logsumexp of the deterministic logits: low for inputs like the "
+                                 "training digits, high for what the network never saw")
+    energy_threshold: float | None = Field(None, description="calibrated on held-out digits: reliable needs energy <= it")
+    in_distribution: bool | None = Field(None, description="energy <= energy_threshold; null: no energy rule calibrated")
 
 
 class DigitResponse(BaseModel):

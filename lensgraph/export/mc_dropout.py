@@ -9,6 +9,12 @@ T samples of all N images as one batched matrix product over [T*N] rows:
     mask1 float32 [T, N, F], mask2 float32 [T, N, H]        (explicit inverted-dropout masks)
     h = relu((f * mask1) @ W1^T + b1) * mask2                [T*N, H]           (one GEMM)
     probabilities = softmax(h @ W2^T + b2)                   [T, N, 10]         (one GEMM)
+    energy = -logsumexp(relu(f @ W1^T + b1) @ W2^T + b2)     [N]                (the eval-mode head once)
+
+``energy`` (Liu et al., 2020) says how far the input lies from what the network was trained on, read
+from its own deterministic logits: MC dropout's spread misses inputs the network is confidently wrong
+about (a letter "H" -> 4), and the energy sees most of them (docs/uncertainty.md). It costs one extra
+head row per image.
 
 The masks are inputs, not random ops inside the graph, so the caller decides the randomness: a
 per-request seed reproduces a result exactly, and the same masks given to the naive form give
@@ -44,6 +50,7 @@ __all__ = [
 
 INPUT_NAMES = ("image", "mask1", "mask2")
 OUTPUT_NAME = "probabilities"
+ENERGY_NAME = "energy"
 PARITY_ATOL = 1e-4
 
 
@@ -64,14 +71,21 @@ class _DigitServingBase(nn.Module):
 
 
 class McDropoutServing(_DigitServingBase):
-    """(image [N,28,28,1] uint8, mask1 [T,N,F], mask2 [T,N,H]) -> probabilities [T,N,C]."""
+    """(image [N,28,28,1] uint8, mask1 [T,N,F], mask2 [T,N,H]) -> (probabilities [T,N,C], energy [N])."""
 
-    def forward(self, image: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor):
         f = self.features(self.normalize(image))  # [N, F]: the trunk runs once per image
         samples, n = mask1.shape[0], mask1.shape[1]
-        x = (f.unsqueeze(0) * mask1).reshape(samples * n, self.feature_dim)
-        h = torch.relu(self.fc1(x)) * mask2.reshape(samples * n, self.hidden)
-        return torch.softmax(self.fc2(h), dim=-1).reshape(samples, n, self.num_classes)
+        rows = samples * n
+        # T*N masked rows and N unmasked ones (the eval-mode head) through the same two GEMMs: one use of
+        # each weight, so tools that rewrite the graph (int8 quantisation) see a plain MLP head.
+        x = torch.cat([(f.unsqueeze(0) * mask1).reshape(rows, self.feature_dim), f], dim=0)
+        h = torch.relu(self.fc1(x))
+        h = torch.cat([h[:rows] * mask2.reshape(rows, self.hidden), h[rows:]], dim=0)
+        logits = self.fc2(h)
+        probabilities = torch.softmax(logits[:rows], dim=-1).reshape(samples, n, self.num_classes)
+        energy = -torch.logsumexp(logits[rows:], dim=-1)
+        return probabilities, energy
 
 
 class NaiveMcStep(_DigitServingBase):
@@ -109,8 +123,9 @@ def naive_mc_probabilities(step, images: np.ndarray, mask1: np.ndarray, mask2: n
 # -- export ------------------------------------------------------------------------------------
 
 
-def _export(module: nn.Module, example: tuple, dynamic_shapes: tuple, input_names, path: Path) -> onnx.ModelProto:
-    return export_program(module, example, path, input_names, [OUTPUT_NAME], dynamic_shapes)
+def _export(module: nn.Module, example: tuple, dynamic_shapes: tuple, input_names, path: Path,
+            output_names: tuple[str, ...] = (OUTPUT_NAME,)) -> onnx.ModelProto:
+    return export_program(module, example, path, input_names, list(output_names), dynamic_shapes)
 
 
 def _dims():
@@ -143,6 +158,7 @@ def export_mc_dropout(model: nn.Module, out_path: Path):
         ({0: batch}, {0: samples, 1: batch}, {0: samples, 1: batch}),
         INPUT_NAMES,
         out_path,
+        (OUTPUT_NAME, ENERGY_NAME),
     )
     session = create_session(out_path, SessionConfig(intra_op_threads=2))
     checks: dict[str, float] = {}
@@ -153,14 +169,18 @@ def export_mc_dropout(model: nn.Module, out_path: Path):
     ones2 = np.ones((1, 3, wrapped.hidden), np.float32)
     with torch.inference_mode():
         x = wrapped.normalize(torch.from_numpy(images))
-        expected = torch.softmax(model(x), dim=-1).numpy()[None]
-    got = session.run(None, {"image": images, "mask1": ones1, "mask2": ones2})[0]
+        logits = model(x)
+        expected = torch.softmax(logits, dim=-1).numpy()[None]
+        energy = (-torch.logsumexp(logits, dim=-1)).numpy()
+    got, got_energy = session.run(None, {"image": images, "mask1": ones1, "mask2": ones2})
     checks["deterministic: T=1 all-ones masks vs eval-mode torch, uint8[3,28,28,1]"] = _parity(expected, got)
+    scale = np.maximum(1.0, np.abs(energy))  # energies are tens of units: compared relative to their size
+    checks["energy vs eval-mode torch (relative), uint8[3,28,28,1]"] = _parity(energy / scale, got_energy / scale)
 
     # 2. Stochastic: random masks, against the torch wrapper with the same masks.
     images, m1, m2 = _examples(wrapped, 5, 4, seed=2)
     with torch.inference_mode():
-        expected = wrapped(torch.from_numpy(images), torch.from_numpy(m1), torch.from_numpy(m2)).numpy()
+        expected = wrapped(torch.from_numpy(images), torch.from_numpy(m1), torch.from_numpy(m2))[0].numpy()
     got = session.run(None, {"image": images, "mask1": m1, "mask2": m2})[0]
     checks["MC: T=5 random masks vs torch with the same masks, uint8[4,28,28,1]"] = _parity(expected, got)
 
@@ -181,6 +201,7 @@ def export_mc_dropout(model: nn.Module, out_path: Path):
             "feature_dim": wrapped.feature_dim,
             "hidden": wrapped.hidden,
             "masks": f"inverted dropout: 0 with probability p, else 1/(1-p); all ones = deterministic pass",
+            "energy": "-logsumexp of the eval-mode logits, [N]: how far from the training digits",
         },
         "parity_checks": {k: float(f"{v:.3g}") for k, v in checks.items()},
     }

@@ -7,7 +7,9 @@ whatever else shares its batch), else from the runner's generator, seeded once f
 Items asking for different T share the call at the largest T; each reads its own first T samples.
 
 ``reliable`` compares the model card's uncertainty score (chosen and calibrated on held-out data
-by ``lensgraph train digits``) with the threshold calibrated for the item's T; docs/uncertainty.md.
+by ``lensgraph train digits``) with the threshold calibrated for the item's T, and the image's
+energy (the graph's second output, from the eval-mode logits) with its calibrated threshold: the
+MC spread misses inputs the network is confidently wrong about; docs/uncertainty.md.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class DigitRunner(ModelRunner):
         self.card_samples = int(options.get("mc_samples") or DEFAULT_SAMPLES)
         self.score = options.get("uncertainty_score")
         self.thresholds = {int(k): v for k, v in (options.get("thresholds") or {}).items()}
+        self.card_energy_threshold = options.get("energy_threshold")
+        self.energy_threshold = self.card_energy_threshold  # live settings may override it
+        self.has_energy = len(self.session.get_outputs()) > 1  # graphs built before the energy output have one
         self.target_accuracy = options.get("target_accuracy")
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.mask_sizes = (int(shapes["mask1"][-1]), int(shapes["mask2"][-1]))
@@ -71,20 +76,25 @@ class DigitRunner(ModelRunner):
             m1, m2 = make_masks(t, 1, (f, h), self.dropout_p, rng)
             mask1[:t, i], mask2[:t, i] = m1[:, 0], m2[:, 0]
         images = np.stack([image for image, _, _ in items])[..., None]
-        (probs,) = self.run_session(images, mask1, mask2)  # [t_max, n, 10]
-        return [self._answer(probs[:t, i : i + 1], t) for i, t in enumerate(counts)]
+        outputs = self.run_session(images, mask1, mask2)
+        probs = outputs[0]  # [t_max, n, 10]
+        energy = outputs[1] if self.has_energy else None  # [n]
+        return [self._answer(probs[:t, i : i + 1], t, None if energy is None else float(energy[i]))
+                for i, t in enumerate(counts)]
 
-    def _answer(self, probs: np.ndarray, samples: int) -> dict[str, Any]:
+    def _answer(self, probs: np.ndarray, samples: int, energy: float | None = None) -> dict[str, Any]:
         summary = summarize(probs)
         threshold = self.threshold(samples)
         score = float(summary.score(self.score)[0]) if self.score else None
-        reliable = bool(threshold is not None and score is not None and score <= threshold)
+        confident = bool(threshold is not None and score is not None and score <= threshold)
+        known = None if energy is None or self.energy_threshold is None else bool(energy <= self.energy_threshold)
         return {
             "digit": int(summary.prediction[0]),
             "probability": float(summary.probability[0]),
             "probabilities": summary.mean[0].astype(float).tolist(),
-            "reliable": reliable,
-            "uncertainty": {**summary.row(0), "samples": samples, "score": self.score, "threshold": threshold},
+            "reliable": confident and known is not False,
+            "uncertainty": {**summary.row(0), "samples": samples, "score": self.score, "threshold": threshold,
+                            "energy": energy, "energy_threshold": self.energy_threshold, "in_distribution": known},
         }
 
     def describe(self) -> dict[str, Any]:
@@ -95,6 +105,7 @@ class DigitRunner(ModelRunner):
             "dropout_p": self.dropout_p,
             "score": self.score,
             "threshold_at_default_samples": self.threshold(self.default_samples),
+            "energy_threshold": self.energy_threshold if self.has_energy else None,
             "threshold_overridden": self.threshold_override is not None,
             "target_accuracy": self.target_accuracy,
             "calibrated": bool(self.thresholds),

@@ -206,6 +206,7 @@ def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
         "uncertainty_score": None,
         "reliability_threshold": None,
         "thresholds": {},
+        "energy_threshold": None,
     }
     calibration = _digits_calibration_file(spec, weights)
     if calibration is not None:  # checked before the export: a mismatch fails fast
@@ -225,6 +226,7 @@ def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
             target_accuracy=record.get("target_accuracy"),
             reliability_threshold=threshold_for_samples(thresholds, samples),
             thresholds=thresholds,
+            energy_threshold=(record.get("energy") or {}).get("threshold"),
             calibration={
                 "file": calibration.name,
                 "sha256": sha256_file(calibration),

@@ -63,8 +63,24 @@ def test_efficient_graph_has_the_documented_interface(graphs):
     assert [i["name"] for i in report.inputs] == ["image", "mask1", "mask2"]
     assert report.inputs[0] == {"name": "image", "dtype": "uint8", "shape": ["batch", 28, 28, 1]}
     assert report.inputs[1]["shape"] == ["samples", "batch", 1024] and report.inputs[2]["shape"] == ["samples", "batch", 128]
-    assert report.outputs == [{"name": "probabilities", "dtype": "float32", "shape": ["samples", "batch", 10]}]
-    assert report.parity_max_abs_diff <= 1e-4 and len(report.settings["parity_checks"]) == 2
+    assert report.outputs == [{"name": "probabilities", "dtype": "float32", "shape": ["samples", "batch", 10]},
+                              {"name": "energy", "dtype": "float32", "shape": ["batch"]}]
+    assert report.parity_max_abs_diff <= 1e-4 and len(report.settings["parity_checks"]) == 3
+
+
+def test_energy_is_minus_logsumexp_of_the_eval_logits_whatever_the_masks(model, graphs, mnist_test):
+    """The second output: the deterministic head's energy, the same for any masks and T (one row per image)."""
+    import torch
+
+    _, efficient, _ = graphs
+    images = np.ascontiguousarray(mnist_test.images[:5, :, :, None])
+    with torch.inference_mode():
+        x = (torch.from_numpy(images[..., 0]).float().unsqueeze(1) / 255.0 - model.mean) / model.std
+        expected = (-torch.logsumexp(model.eval()(x), dim=-1)).numpy()
+    for samples, seed in ((1, 0), (7, 1)):
+        mask1, mask2 = make_masks(samples, 5, _sizes(model), model.dropout_p, seed)
+        energy = efficient.run(None, {"image": images, "mask1": mask1, "mask2": mask2})[1]
+        np.testing.assert_allclose(energy, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_efficient_mc_equals_the_naive_form_with_the_same_masks(model, graphs, mnist_test):
@@ -208,10 +224,32 @@ def test_a_seed_reproduces_the_answer_whatever_shares_its_batch(deployment, mnis
 
 
 def test_health_probe_and_info_describe_the_uncertainty(deployment):
-    (probs,) = deployment.runner.run_session(np.zeros((1, 28, 28, 1), np.uint8))
-    assert probs.shape == (1, 1, 10) and np.isfinite(probs).all()
+    probs, energy = deployment.runner.run_session(np.zeros((1, 28, 28, 1), np.uint8))
+    assert probs.shape == (1, 1, 10) and np.isfinite(probs).all() and energy.shape == (1,)
     info = deployment.info()["uncertainty"]
     assert info["calibrated"] and info["default_samples"] == 30 and info["threshold_at_default_samples"] > 0
+    assert info["energy_threshold"] < 0, "calibrated on held-out digits (calibration.yaml)"
+
+
+def test_a_confidently_read_letter_is_not_reliable_and_a_digit_is(deployment, mnist_test):
+    """The energy rule: a rendered capital H gets a digit with a low MC spread, and is still not reliable
+    because its energy is above what held-out digits have; MNIST test digits keep passing both rules."""
+    from lensgraph.evaluation.ood import render_letter
+    from lensgraph.imaging.digits import prepare_array
+
+    letters = [prepare_array(render_letter(c, "simplex", 8)).image for c in "HAMKNXW"]
+    answers = deployment.run_batch([(image, 30, 0) for image in letters])
+    assert all(a["uncertainty"]["in_distribution"] is not None for a in answers)
+    assert sum(not a["reliable"] for a in answers) >= 6, [(a["digit"], a["uncertainty"]["energy"]) for a in answers]
+    digits = deployment.run_batch([(image, 30, 0) for image in mnist_test.images[:40]])
+    assert sum(a["reliable"] and a["uncertainty"]["in_distribution"] for a in digits) >= 36
+    assert all(a["uncertainty"]["energy"] < 0 for a in digits)
+    try:  # a live override: a threshold above every energy lets the letters' energy pass
+        deployment.reconfigure({"energy_threshold": 100.0})
+        assert all(a["uncertainty"]["in_distribution"] for a in deployment.run_batch([(i, 30, 0) for i in letters]))
+    finally:
+        deployment.reconfigure({})
+    assert deployment.runner.energy_threshold == deployment.runner.card_energy_threshold
 
 
 def test_settings_override_the_threshold_and_default_samples(deployment, mnist_test):
