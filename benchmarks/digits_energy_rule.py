@@ -42,14 +42,14 @@ def _non_digit_sets(assets: Path | None) -> dict[str, np.ndarray]:
     return {k: np.stack(v) for k, v in sorted(sets.items())}
 
 
-def measure(test_count: int) -> dict:
+def measure(test_count: int, weights: Path = WEIGHTS) -> dict:
     from lensgraph import settings
     from lensgraph.datasets.mnist import load_split
     from lensgraph.training.calibrate_digits import energies, load_model, mc_probabilities, served_view
     from lensgraph.uncertainty.mc_dropout import summarize
 
-    model = load_model(WEIGHTS / "digit_cnn.pth")
-    calibration = yaml.safe_load((WEIGHTS / "calibration.yaml").read_text())
+    model = load_model(weights / "digit_cnn.pth")
+    calibration = yaml.safe_load((weights / "calibration.yaml").read_text())
     mc_threshold = float(calibration["thresholds"][SAMPLES])
 
     def scored(images: np.ndarray, seed: int):
@@ -96,10 +96,12 @@ def render(result: dict, command: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", type=int, default=10000, help="MNIST test digits to use (default all 10000)")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="folder with digit_cnn.pth and calibration.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "digits" / "energy_rule.md")
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.digits_energy_rule" + (f" --test {args.test}" if args.test != 10000 else "")
-    text = render(measure(args.test), command)
+    command = "python -m benchmarks.digits_energy_rule" + (f" --test {args.test}" if args.test != 10000 else "") \
+        + (f" --weights {args.weights}" if args.weights != WEIGHTS else "")
+    text = render(measure(args.test, args.weights), command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
