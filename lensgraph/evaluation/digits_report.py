@@ -37,7 +37,9 @@ SCORE_LABELS = {
     "expected_entropy": "expected entropy (MC)",
     "mutual_information": "mutual information (MC)",
     "variation_ratio": "variation ratio (MC)",
+    "energy": "energy, -logsumexp of the logits (deterministic pass)",
 }
+DETERMINISTIC_SCORES = ("softmax_one_minus_max", "softmax_entropy", "energy")
 
 
 class DigitsRunner:
@@ -64,13 +66,25 @@ class DigitsRunner:
             out.append(self.session.run(None, {"image": batch, "mask1": m1, "mask2": m2})[0])
         return np.concatenate(out, axis=1)
 
+    def energies(self, images: np.ndarray, chunk: int = 250) -> np.ndarray | None:
+        """[N] energies (the graph's second output); None for a graph built before it had one."""
+        if len(self.session.get_outputs()) < 2:
+            return None
+        out = []
+        for i in range(0, len(images), chunk):
+            batch = np.ascontiguousarray(images[i : i + chunk, :, :, None])
+            m1, m2 = (np.ones((1, len(batch), s), np.float32) for s in self.sizes)
+            out.append(self.session.run(None, {"image": batch, "mask1": m1, "mask2": m2})[1])
+        return np.concatenate(out)
 
-def _scores(det: np.ndarray, mc: McSummary) -> dict[str, np.ndarray]:
+
+def _scores(det: np.ndarray, mc: McSummary, energy: np.ndarray | None) -> dict[str, np.ndarray]:
     return {
         "softmax_one_minus_max": 1.0 - det.max(axis=1),
         "softmax_entropy": entropy(det),
         **{name: mc.score(name) for name in
            ("one_minus_max_prob", "predictive_entropy", "expected_entropy", "mutual_information", "variation_ratio")},
+        **({} if energy is None else {"energy": energy}),
     }
 
 
@@ -87,6 +101,7 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
     score_name = options.get("uncertainty_score") or "predictive_entropy"
     t_served = int(samples or options.get("mc_samples") or 30)
     threshold = threshold_for_samples(thresholds, t_served)
+    energy_threshold = options.get("energy_threshold")
     runner = DigitsRunner(entry.onnx_path, float(options.get("dropout_p", 0.5)), threads)
     log(f"model {entry.directory} (score {score_name}, T={t_served}, threshold {threshold})")
 
@@ -98,13 +113,15 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
     mc = summarize(runner.probabilities(served, t_served, np.random.default_rng([seed, t_served])))
     det_correct = det.argmax(1) == labels
     correct = mc.prediction == labels
-    scores = _scores(det, mc)
+    scores = _scores(det, mc, runner.energies(served))
+    if "energy" not in scores:
+        energy_threshold = None  # a graph without the energy output: the MC rule alone
     log(f"test accuracy: raw {np.mean(det_raw.argmax(1) == labels):.4%}, served deterministic "
         f"{det_correct.mean():.4%}, served MC {correct.mean():.4%}")
 
     # For the deterministic scores "correct" is the deterministic prediction's; for MC scores the MC one's.
     def correct_for(name: str) -> np.ndarray:
-        return det_correct if name.startswith("softmax") else correct
+        return det_correct if name in DETERMINISTIC_SCORES else correct
 
     per_score = {}
     for name, values in scores.items():
@@ -116,7 +133,8 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
             "accuracy_at_90_coverage": accuracy_at_coverage(values, ok, 0.9),
             "aurc": curve["aurc"],
         }
-    accepted = scores[score_name] <= threshold if threshold is not None else np.zeros(len(labels), bool)
+    mc_accepted = scores[score_name] <= threshold if threshold is not None else np.zeros(len(labels), bool)
+    accepted = mc_accepted & (scores["energy"] <= energy_threshold) if energy_threshold is not None else mc_accepted
     served_rule = {
         "score": score_name,
         "samples": t_served,
@@ -127,6 +145,9 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
         "test_accuracy_accepted": float(correct[accepted].mean()) if accepted.any() else None,
         "test_errors_accepted": int((~correct[accepted]).sum()),
         "test_errors_total": int((~correct).sum()),
+        "energy_threshold": energy_threshold,
+        "test_coverage_mc_only": float(mc_accepted.mean()),
+        "test_accuracy_accepted_mc_only": float(correct[mc_accepted].mean()) if mc_accepted.any() else None,
     }
     ladder = []
     for t in LADDER:
@@ -152,8 +173,9 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
     ood_images = np.stack([p.image for p in prepared])
     ood_det = runner.probabilities(ood_images, 1, None)[0]
     ood_mc = summarize(runner.probabilities(ood_images, t_served, np.random.default_rng([seed, t_served, 1])))
-    ood_scores = _scores(ood_det, ood_mc)
-    ood_reliable = (~blank) & (ood_scores[score_name] <= threshold if threshold is not None else False)
+    ood_scores = _scores(ood_det, ood_mc, runner.energies(ood_images))
+    ood_reliable_mc = (~blank) & (ood_scores[score_name] <= threshold if threshold is not None else False)
+    ood_reliable = ood_reliable_mc & (ood_scores["energy"] <= energy_threshold if energy_threshold is not None else True)
     digit_like = np.array([kind == "letter" and name.split("/")[0] in DIGIT_LIKE for kind, name in zip(kinds, names)])
     groups = {
         "letters": kinds == "letter",
@@ -170,6 +192,7 @@ def evaluate(repository: Path, assets: Path, out: Path, samples: int | None = No
             "blank": int((member & blank).sum()),
             "marked_reliable": int((member & ood_reliable).sum()),
             "rejected_fraction": float(1 - ood_reliable[member].mean()),
+            "rejected_fraction_mc_only": float(1 - ood_reliable_mc[member].mean()),
             "auroc": {},
         }
         if live.any():
@@ -323,10 +346,16 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"`reliable` when **{rule['score']} <= {rule['threshold']:.5g}** at T = {rule['samples']} (calibrated on the "
         f"held-out split for {_pct(rule['target_accuracy'], 1)} accuracy among accepted predictions"
         + (f", as the one-sided {rule['confidence']:.0%} Wilson lower bound" if rule.get("confidence") else "")
-        + "). On the test set, "
+        + ")"
+        + (f" **and energy <= {rule['energy_threshold']:.4g}** (the 97th percentile of the held-out digits' energies)"
+           if rule.get("energy_threshold") is not None else "")
+        + ". On the test set, "
         f"which played no part in choosing it: **{_pct(rule['test_coverage'])}** of the digits are marked reliable, "
         f"with **{_pct(rule['test_accuracy_accepted'], 3)}** accuracy among them ({rule['test_errors_accepted']} of "
-        f"the {rule['test_errors_total']} errors slip through).",
+        f"the {rule['test_errors_total']} errors slip through)"
+        + (f"; with the MC rule alone (before the energy rule) {_pct(rule['test_coverage_mc_only'])} at "
+           f"{_pct(rule['test_accuracy_accepted_mc_only'], 3)}" if rule.get("energy_threshold") is not None else "")
+        + ". The table below is the MC rule alone, per T.",
         "",
         "| T | accuracy (MC mean) | ECE | threshold | coverage | accuracy among reliable | AUROC of the score for errors |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -343,17 +372,20 @@ def to_markdown(r: dict[str, Any]) -> str:
         "width and italics), 200 noise images (uniform, Gaussian, salt, smooth blobs, scribbles), 200 random crops "
         "of the natural photos in the assets; all through `prepare_digit`. Images it reports as blank get no "
         "score (the service answers `digit: null`); AUROC is over the rest, against the 10,000 test digits. "
-        "*rejected*: blank or not reliable under the served rule.",
+        "*rejected*: blank or not reliable under the served rule; *MC only*: under the MC rule alone, as served "
+        "before the energy rule.",
         "",
-        "| non-digits | images | blank | marked reliable | rejected | AUROC MI | AUROC pred. entropy | AUROC 1 - max softmax |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| non-digits | images | blank | marked reliable | rejected | rejected, MC only | AUROC MI | AUROC pred. entropy "
+        "| AUROC 1 - max softmax | AUROC energy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for group, row in r["non_digits"].items():
         a = row["auroc"]
         lines.append(
             f"| {group} | {row['images']} | {row['blank']} | {row['marked_reliable']} | {_pct(row['rejected_fraction'], 1)} | "
+            f"{_pct(row.get('rejected_fraction_mc_only'), 1)} | "
             f"{a.get('mutual_information', float('nan')):.4f} | {a.get('predictive_entropy', float('nan')):.4f} | "
-            f"{a.get('softmax_one_minus_max', float('nan')):.4f} |"
+            f"{a.get('softmax_one_minus_max', float('nan')):.4f} | {a.get('energy', float('nan')):.4f} |"
         )
     letters = r["letters"]
     leaked = sorted(((v["reliable"], k) for k, v in letters.items() if v["reliable"]), reverse=True)
