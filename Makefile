@@ -30,7 +30,7 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: setup models run test fuzz audit loadtest manifests clean help
+.PHONY: setup system-deps models run test fuzz audit loadtest manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
@@ -44,6 +44,17 @@ help:
 	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
+
+# Debian packages the tests and the digits evaluation read: TrueType fonts to render held-out letters
+# (lensgraph/evaluation/ood.py; never used in training). Installed when missing and when root (as in CI);
+# otherwise a line says what to install, and the evaluation uses the fonts there are.
+SYSTEM_PACKAGES := fonts-liberation fonts-freefont-ttf
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || printf '%s ' $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "make: missing Debian packages: $$missing (as root: apt-get install $$missing)"; fi
 
 # Re-runs only when pyproject.toml changes; the stamp makes a no-op setup take milliseconds.
 $(VENV)/.stamp-setup: pyproject.toml
@@ -60,7 +71,7 @@ models: setup
 run: setup models
 	$(BIN)/lensgraph run serve_config.yaml
 
-test: setup models
+test: setup system-deps models
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The API fuzzed from its own OpenAPI schema (schemathesis), longer than `make test` does: FUZZ_EXAMPLES

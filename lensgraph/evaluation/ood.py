@@ -1,7 +1,9 @@
 """Images that are not digits, made here and reproducibly, to test whether the model knows it.
 
 * letters: A-Z and a-z rendered with OpenCV's Hershey fonts (plain and italic), several stroke
-  widths, dark on light
+  widths, dark on light; and in the TrueType fonts Debian installs (Liberation, FreeFont, DejaVu:
+  ``make`` installs the first two), regular, bold and italic
+* symbols: ``+ = * % # @ & ? ! < > ~ ^ $`` in the Hershey fonts
 * noise: uniform, Gaussian, sparse salt, smoothed blobs and random scribbles
 * photo crops: random grayscale crops of the natural photos in the assets (faces, ImageNet)
 
@@ -36,6 +38,49 @@ LETTERS = string.ascii_uppercase + string.ascii_lowercase
 # unambiguously not digits; the report always uses every letter (and counts both).
 DIGIT_LIKE = frozenset("OoDQGIlijJZzySsbBgq")
 PHOTO_GLOBS = ("faces/*.png", "faces/*.jpg", "imagenet/*.JPEG", "face_detector/*.jpg")
+SYMBOLS = "+=*%#@&?!<>~^$"
+# TrueType faces (regular, bold, italic) of the families Debian ships; those not installed are skipped.
+TRUETYPE_DIR = Path("/usr/share/fonts/truetype")
+TRUETYPE_FONTS = (
+    "liberation/LiberationSans-Regular.ttf", "liberation/LiberationSans-Bold.ttf",
+    "liberation/LiberationSerif-Regular.ttf", "liberation/LiberationSerif-Italic.ttf",
+    "liberation/LiberationMono-Regular.ttf",
+    "freefont/FreeSans.ttf", "freefont/FreeSerifBold.ttf", "freefont/FreeMonoOblique.ttf",
+    "dejavu/DejaVuSans.ttf", "dejavu/DejaVuSerif-Bold.ttf",
+)
+
+
+def truetype_fonts(root: Path = TRUETYPE_DIR) -> list[Path]:
+    """The TrueType files of :data:`TRUETYPE_FONTS` that are installed."""
+    return [root / name for name in TRUETYPE_FONTS if (root / name).is_file()]
+
+
+def render_truetype(letter: str, font_file: Path, size: int = 96) -> np.ndarray:
+    """``letter`` in black on a white ``size`` x ``size`` canvas, its ink box about 60% of the canvas tall."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(font_file), size)
+    left, top, right, bottom = font.getbbox(letter)
+    scale = 0.6 * size / max(bottom - top, right - left, 1)
+    font = ImageFont.truetype(str(font_file), max(8, int(size * scale)))
+    left, top, right, bottom = font.getbbox(letter)
+    canvas = Image.new("L", (size, size), 255)
+    ImageDraw.Draw(canvas).text(((size - (right - left)) / 2 - left, (size - (bottom - top)) / 2 - top), letter,
+                                font=font, fill=0)
+    return np.asarray(canvas)
+
+
+def truetype_letters(letters_: str = LETTERS, root: Path = TRUETYPE_DIR) -> Iterator[tuple[str, str, np.ndarray]]:
+    """Every letter in every installed TrueType face of :data:`TRUETYPE_FONTS`."""
+    for font_file in truetype_fonts(root):
+        for letter in letters_:
+            yield "letter", f"{letter}/ttf:{font_file.stem}", render_truetype(letter, font_file)
+
+
+def symbols(seed: int = 0) -> Iterator[tuple[str, str, np.ndarray]]:
+    """:data:`SYMBOLS` in every Hershey font, with a random (seeded) stroke width."""
+    for _, name, image in letters(seed, SYMBOLS):
+        yield "symbol", name, image
 
 
 def render_letter(letter: str, font: str, thickness: int, italic: bool = False, size: int = 96) -> np.ndarray:
@@ -101,8 +146,8 @@ def photo_crops(assets: Path, count: int = 200, seed: int = 0) -> Iterator[tuple
 
 
 def non_digits(assets: Path | None, seed: int = 0, noise_count: int = 200, photo_count: int = 200):
-    """Letters, noise and (when the assets are there) photo crops, as one list."""
-    out = list(letters(seed)) + list(noise(noise_count, seed))
+    """Letters (Hershey and TrueType), symbols, noise and (when the assets are there) photo crops, as one list."""
+    out = list(letters(seed)) + list(truetype_letters()) + list(symbols(seed)) + list(noise(noise_count, seed))
     if assets is not None:
         out += list(photo_crops(assets, photo_count, seed))
     return out

@@ -334,3 +334,21 @@ def test_strokes_on_a_transparent_canvas_are_read_from_the_alpha_channel(mnist_t
 def test_images_without_ink_are_blank(array):
     out = _served(_png(array))
     assert out.blank and not out.image.any() and out.ink_fraction == 0.0
+
+
+def test_held_out_sets_include_truetype_letters_and_symbols():
+    """The evaluation's non-digits (never used in training): letters in the TrueType faces `make` installs
+    (fonts-liberation, fonts-freefont-ttf), drawn dark on light with ink in the middle, and symbols."""
+    from lensgraph.evaluation import ood
+
+    fonts = ood.truetype_fonts()
+    assert {f.parent.name for f in fonts} >= {"liberation", "freefont"}, f"installed: {fonts}; run make system-deps"
+    items = list(ood.truetype_letters("Ag"))
+    assert len(items) == 2 * len(fonts) and {k for k, _, _ in items} == {"letter"}
+    for _, name, image in items:
+        assert image.shape == (96, 96) and image.dtype == np.uint8 and "/ttf:" in name
+        ink = np.argwhere(image < 128)
+        assert len(ink) > 50 and ink.min() > 5 and ink.max() < 91, name  # drawn, and inside the canvas
+    assert len({image.tobytes() for _, _, image in items}) == len(items), "every face draws its own glyph"
+    symbols = list(ood.symbols())
+    assert len(symbols) == len(ood.SYMBOLS) * len(ood.FONTS) and {k for k, _, _ in symbols} == {"symbol"}
