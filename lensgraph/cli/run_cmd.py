@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how long a request over capacity may wait at the front door before its 503 (default 100)")
     p.add_argument("--latency-target-ms", type=int, default=None,
                    help="time a request may spend inside Serve; the front door's limit follows it "
-                        f"(lensgraph/front_door_limit.py; default 350, 0 = a fixed limit)")
+                        "(lensgraph/front_door_limit.py; default its DEFAULT_TARGET_S, 0 = a fixed limit)")
     p.set_defaults(func=run)
 
 
