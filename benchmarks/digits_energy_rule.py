@@ -1,14 +1,16 @@
-"""The digits energy rule: which share of held-out digits it lets through, and what that buys.
+"""The digits energy and distance rules: which share of held-out digits they let through, and what that buys.
 
     python -m benchmarks.digits_energy_rule [--test 10000] [--out docs/digits/energy_rule.md]
 
 ``reliable`` is the MC rule (predictive entropy <= the calibrated threshold at T=30) and, since
-2026-12-03, the energy rule (energy of the eval-mode logits <= its quantile on the ``val`` digits;
-lensgraph/training/calibrate_digits.py). This sweeps that quantile and reports, for the MNIST test
-digits through the served preprocessing, the share marked reliable and the accuracy among them, and
-for each non-digit set of lensgraph.evaluation.ood the share *not* reliable; the MC rule alone is
-the first row. Thresholds come from ``val`` only; the test digits and the non-digits are only
-looked at. The weights are the committed ones (weights/digits); the MC masks are seeded.
+2026-12-03, the energy rule (energy of the eval-mode logits <= its quantile on the ``val`` digits)
+and the distance rule (cosine distance of the trunk's features to the nearest of 3,000 training
+digits <= its quantile on ``val``); lensgraph/training/calibrate_digits.py. This sweeps the two
+quantiles and reports, for the MNIST test digits through the served preprocessing, the share marked
+reliable and the accuracy among them, and for each non-digit set of lensgraph.evaluation.ood the
+share *not* reliable; the MC rule alone is the first row. Thresholds come from ``val`` only; the
+test digits and the non-digits are only looked at. The weights are the committed ones
+(weights/digits); the MC masks are seeded.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from benchmarks.compare import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "digits"
-QUANTILES = (0.95, 0.97, 0.98, 0.99)
+# (energy quantile, distance quantile); None: the rule is off.
+QUANTILES = ((0.95, None), (0.97, None), (0.99, None), (None, 0.97), (0.99, 0.97), (0.99, 0.98), (0.98, 0.98),
+             (0.985, 0.975))
 SAMPLES = 30
 
 
@@ -45,49 +49,66 @@ def _non_digit_sets(assets: Path | None) -> dict[str, np.ndarray]:
 def measure(test_count: int, weights: Path = WEIGHTS) -> dict:
     from lensgraph import settings
     from lensgraph.datasets.mnist import load_split
-    from lensgraph.training.calibrate_digits import energies, load_model, mc_probabilities, served_view
+    from lensgraph.training.calibrate_digits import (
+        BANK_SEED, BANK_SIZE, distances, energies, feature_bank, load_model, mc_probabilities, served_view)
     from lensgraph.uncertainty.mc_dropout import summarize
 
     model = load_model(weights / "digit_cnn.pth")
     calibration = yaml.safe_load((weights / "calibration.yaml").read_text())
     mc_threshold = float(calibration["thresholds"][SAMPLES])
+    bank_record = (calibration.get("distance") or {}).get("bank") or {"size": BANK_SIZE, "seed": BANK_SEED}
+    bank = feature_bank(model, int(bank_record["size"]), int(bank_record["seed"]))
 
     def scored(images: np.ndarray, seed: int):
         summary = summarize(mc_probabilities(model, images, SAMPLES, np.random.default_rng(seed)))
-        return summary.prediction, summary.score(calibration["score"]), energies(model, images)
+        return summary.prediction, summary.score(calibration["score"]), energies(model, images), distances(model, images, bank)
 
-    val_energy = energies(model, served_view(load_split("val").images))
+    from lensgraph.training.upload_views import mixed_views
+
+    val_images = mixed_views(load_split("val").images, [int(calibration.get("seed", 0)), 5])  # as calibrated
+    val_energy, val_distance = energies(model, val_images), distances(model, val_images, bank)
     test = load_split("test")
-    prediction, test_score, test_energy = scored(served_view(test.images[:test_count]), 1)
+    prediction, test_score, test_energy, test_distance = scored(served_view(test.images[:test_count]), 1)
     right = prediction == test.labels[:test_count]
     others = {k: scored(v, 2)[1:] for k, v in _non_digit_sets(settings.assets_dir()).items()}
     rows = []
-    for quantile in (None, *QUANTILES):
-        cut = np.inf if quantile is None else float(np.quantile(val_energy, quantile))
-        accepted = (test_score <= mc_threshold) & (test_energy <= cut)
+    for q_energy, q_distance in ((None, None), *QUANTILES):
+        e_cut = np.inf if q_energy is None else float(np.quantile(val_energy, q_energy))
+        d_cut = np.inf if q_distance is None else float(np.quantile(val_distance, q_distance))
+
+        def accept(score, energy, distance):
+            return (score <= mc_threshold) & (energy <= e_cut) & (distance <= d_cut)
+
+        name = " and ".join(["MC"] + ([f"energy <= val q{q_energy:g}"] if q_energy else [])
+                            + ([f"distance <= val q{q_distance:g}"] if q_distance else []))
+        accepted = accept(test_score, test_energy, test_distance)
         rows.append({
-            "rule": "MC only" if quantile is None else f"MC and energy <= val q{quantile:g}",
-            "energy_threshold": None if quantile is None else round(cut, 3),
+            "rule": "MC only" if name == "MC" else name,
+            "energy_threshold": None if q_energy is None else round(e_cut, 3),
+            "distance_threshold": None if q_distance is None else round(d_cut, 4),
             "test_reliable": round(float(accepted.mean()), 4),
             "accuracy_reliable": round(float(right[accepted].mean()), 4),
-            "rejected": {k: round(float(np.mean((s > mc_threshold) | (e > cut))), 3) for k, (s, e) in others.items()},
+            "rejected": {k: round(float(np.mean(~accept(*v))), 3) for k, v in others.items()},
         })
     return {"test_digits": test_count, "sizes": {k: len(v[0]) for k, v in others.items()}, "rows": rows,
-            "mc_threshold": mc_threshold, "calibrated_quantile": (calibration.get("energy") or {}).get("quantile")}
+            "mc_threshold": mc_threshold,
+            "calibrated": {rule: (calibration.get(rule) or {}).get("quantile") for rule in ("energy", "distance")}}
 
 
 def render(result: dict, command: str) -> str:
     kinds = list(result["sizes"])
-    lines = ["# Digits: the energy rule", "",
+    lines = ["# Digits: the energy and distance rules", "",
              f"`{command}`, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}, {machine()}. "
              f"Written by benchmarks/digits_energy_rule.py (its docstring says what is measured). "
-             f"MC rule: predictive entropy <= {result['mc_threshold']:.4f} at T={SAMPLES}; served quantile: "
-             f"{result['calibrated_quantile']}. Test digits: the first {result['test_digits']} of MNIST test.", "",
-             "| rule | energy threshold | test digits reliable | accuracy among them | "
+             f"MC rule: predictive entropy <= {result['mc_threshold']:.4f} at T={SAMPLES}; served quantiles: "
+             f"energy {result['calibrated']['energy']}, distance {result['calibrated']['distance']}. "
+             f"Test digits: the first {result['test_digits']} of MNIST test.", "",
+             "| rule | energy threshold | distance threshold | test digits reliable | accuracy among them | "
              + " | ".join(f"{k} ({result['sizes'][k]}) not reliable" for k in kinds) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(kinds)]
+             "|---|---:|---:|---:|---:|" + "---:|" * len(kinds)]
     for r in result["rows"]:
         lines.append(f"| {r['rule']} | {'' if r['energy_threshold'] is None else r['energy_threshold']} | "
+                     f"{'' if r['distance_threshold'] is None else r['distance_threshold']} | "
                      f"{r['test_reliable']:.2%} | {r['accuracy_reliable']:.2%} | "
                      + " | ".join(f"{r['rejected'][k]:.1%}" for k in kinds) + " |")
     return "\n".join(lines) + "\n"

@@ -7,7 +7,9 @@ them with ONNX Runtime on the CPU at a server-like batch (32 images, one intra-o
 DigitClassifier deployment runs):
 
 * deterministic: eval mode, no masks (the baseline: "one pass")
-* efficient: the served graph, trunk once per image, the head for T*N rows in one call
+* efficient: the served graph, trunk once per image, the head for T*N rows in one call, with the
+  energy output and (when weights/digits/calibration.yaml has a distance rule, needing MNIST in
+  $LENSGRAPH_ASSETS for the bank) the distance to the nearest of 3,000 training digits
 * naive, T calls: the whole network once per sample (how MC dropout is usually run)
 * naive, one call: the whole network on the batch repeated T times ([T*N] images, one call)
 
@@ -60,16 +62,22 @@ def measure(weights: Path, batch: int, threads: int, repeats: int) -> dict:
 
     from lensgraph.export.mc_dropout import export_deterministic, export_mc_dropout, export_naive_step
     from lensgraph.runtime.session import SessionConfig, create_session
-    from lensgraph.training.calibrate_digits import load_model
+    import yaml
+
+    from lensgraph.training.calibrate_digits import CALIBRATION_FILE, feature_bank, load_model
     from lensgraph.uncertainty.mc_dropout import make_masks
 
     model = load_model(weights)
+    calibration = weights.parent / CALIBRATION_FILE
+    record = yaml.safe_load(calibration.read_text()) if calibration.is_file() else {}
+    bank_record = (record.get("distance") or {}).get("bank")
+    bank = feature_bank(model, int(bank_record["size"]), int(bank_record["seed"])) if bank_record else None
     f, h, p = model.feature_dim, model.head_fc1.out_features, model.dropout_p
     config = SessionConfig(intra_op_threads=threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         export_deterministic(model, tmp_path / "deterministic.onnx")
-        export_mc_dropout(model, tmp_path / "efficient.onnx")
+        export_mc_dropout(model, tmp_path / "efficient.onnx", bank)
         export_naive_step(model, tmp_path / "naive_step.onnx")
         det = create_session(tmp_path / "deterministic.onnx", config)
         eff = create_session(tmp_path / "efficient.onnx", config)
@@ -111,6 +119,7 @@ def measure(weights: Path, batch: int, threads: int, repeats: int) -> dict:
         "feature_dim": f,
         "hidden": h,
         "dropout_p": p,
+        "bank": None if bank is None else len(bank),
     }
 
 
@@ -143,7 +152,9 @@ def to_markdown(result: dict, command: str) -> str:
     lines += [
         "",
         "- **efficient**: the served graph (`lensgraph.export.mc_dropout`): the convolutional trunk once per image, "
-        "the dropout head for all T x N rows as one batched matrix product, in one ONNX Runtime call.",
+        "the dropout head for all T x N rows as one batched matrix product, in one ONNX Runtime call; with the "
+        "energy output" + (f" and the distance to the nearest of {result['bank']} training digits (one more "
+                           "matrix product per image)" if result.get("bank") else "") + ".",
         "- **masks**: drawing the inverted-dropout masks in numpy, per request as the deployment does for requests "
         f"without a seed (T x ({result['feature_dim']} + {result['hidden']}) random bits per image; a request with "
         "a seed adds about 0.03 ms for its own generator).",

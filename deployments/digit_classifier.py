@@ -25,6 +25,10 @@ class DigitSettings(ModelSettings):
     energy_threshold: float | None = Field(
         None, description="override the calibrated energy threshold (higher lets more unfamiliar inputs through)"
     )
+    distance_threshold: float | None = Field(
+        None, ge=0.0, le=2.0,
+        description="override the calibrated distance threshold (higher lets more unfamiliar inputs through)"
+    )
 
 
 @serve.deployment(name="DigitClassifier", max_ongoing_requests=64)
@@ -40,6 +44,8 @@ class DigitClassifier(BatchedModel):
         runner.threshold_override = settings.reliability_threshold
         runner.energy_threshold = settings.energy_threshold if settings.energy_threshold is not None \
             else runner.card_energy_threshold
+        runner.distance_threshold = settings.distance_threshold if settings.distance_threshold is not None \
+            else runner.card_distance_threshold
 
     async def predict(self, image: np.ndarray, samples: int | None = None, seed: int | None = None) -> dict[str, Any]:
         """``image``: uint8 28x28, light ink on black (lensgraph.imaging.digits). ``samples``: T (1..200)."""

@@ -89,7 +89,11 @@ class DigitUncertainty(BaseModel):
     energy: float | None = Field(None, description="-logsumexp of the deterministic logits: low for inputs like the "
                                  "training digits, high for what the network never saw")
     energy_threshold: float | None = Field(None, description="calibrated on held-out digits: reliable needs energy <= it")
-    in_distribution: bool | None = Field(None, description="energy <= energy_threshold; null: no energy rule calibrated")
+    distance: float | None = Field(None, description="1 - cosine similarity of the trunk's features to the nearest of "
+                                   "3,000 training digits: 0 for a training digit, higher for the unfamiliar")
+    distance_threshold: float | None = Field(None, description="calibrated on held-out digits: reliable needs distance <= it")
+    in_distribution: bool | None = Field(None, description="energy <= energy_threshold and distance <= distance_threshold; "
+                                         "null: neither rule calibrated")
 
 
 class DigitResponse(BaseModel):
@@ -97,6 +101,9 @@ class DigitResponse(BaseModel):
     digit: int | None = Field(description="the predicted digit (argmax of the mean distribution); null when the image holds no ink")
     probability: float = Field(description="mean probability of the predicted digit over the MC samples")
     reliable: bool = Field(description="whether the model itself trusts this prediction (calibrated threshold)")
+    reason: str | None = Field(None, description=(
+        "why the answer is not reliable: blank (no readable ink), unfamiliar (energy above its threshold: unlike "
+        "the training digits), uncertain (the MC-dropout score above its threshold), uncalibrated; null when reliable"))
     blank: bool = Field(False, description="the image holds no readable ink")
     inverted: bool | None = Field(None, description="the image was dark ink on light paper")
     probabilities: list[float] | None = Field(None, description="mean distribution over 0..9 (with ?probabilities=true)")

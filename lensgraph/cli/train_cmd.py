@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--no-augment", action="store_true", help="train without the random affine augmentation")
     d.add_argument("--no-outlier-exposure", action="store_true",
                    help="train without the digit-derived negatives (the model is then overconfident on non-digits)")
+    d.add_argument("--energy-weight", type=float, default=None,
+                   help="weight of the energy-margin loss on digits and negatives (default: TrainConfig's)")
     d.add_argument("--target-accuracy", type=float, default=None,
                    help="accuracy required among predictions marked reliable (default 0.997)")
     d.add_argument("--samples", type=int, default=30, help="default MC samples T the service uses (default 30)")
@@ -63,6 +65,8 @@ def run_digits(args: argparse.Namespace) -> int:
 
     config = TrainConfig(epochs=args.epochs, seed=args.seed, threads=args.threads, augment=not args.no_augment,
                          outlier_exposure=not args.no_outlier_exposure)
+    if args.energy_weight is not None:
+        config.energy_weight = args.energy_weight
     command = "lensgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run(config, output, command, target_accuracy=target, mc_samples=args.samples, score=score,
         confidence=args.confidence or None)

@@ -4,7 +4,8 @@
   widths, dark on light; and in the TrueType fonts Debian installs (Liberation, FreeFont, DejaVu:
   ``make`` installs the first two), regular, bold and italic
 * symbols: ``+ = * % # @ & ? ! < > ~ ^ $`` in the Hershey fonts
-* noise: uniform, Gaussian, sparse salt, smoothed blobs and random scribbles
+* noise: uniform, Gaussian, sparse salt and smoothed blobs
+* scribbles: random stroke drawings (open polylines and curves, one to three strokes)
 * photo crops: random grayscale crops of the natural photos in the assets (faces, ImageNet)
 
 Each generator returns ``(kind, name, image)`` triples of uint8 images (HxW or HxWx3) that go
@@ -33,10 +34,11 @@ FONTS = {
     "script_complex": cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
 }
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
-# Letters whose usual shapes coincide with a digit's: 0 (O o D Q G), 1 (I l i j J), 2 (Z z),
-# 4 (y), 5 (S s), 6 (b), 8 (B), 9 (g q). Left out only where a test needs letters that are
-# unambiguously not digits; the report always uses every letter (and counts both).
-DIGIT_LIKE = frozenset("OoDQGIlijJZzySsbBgq")
+# Letters whose usual shapes coincide with a digit's: 0 (O o D Q G), 1 (I l i), 2 (Z z), 5 (S s),
+# 6 (b), 8 (B), 9 (g q): exactly the list of issue 12. Every other letter (A, H, M, j, y among
+# them) counts as "not digit-like", the set the >= 95% rejection target is about. The report always
+# uses every letter (and counts both).
+DIGIT_LIKE = frozenset("OoDQIliZzSsGbBgq")
 PHOTO_GLOBS = ("faces/*.png", "faces/*.jpg", "imagenet/*.JPEG", "face_detector/*.jpg")
 SYMBOLS = "+=*%#@&?!<>~^$"
 # TrueType faces (regular, bold, italic) of the families Debian ships; those not installed are skipped.
@@ -107,9 +109,9 @@ def letters(seed: int = 0, letters_: str = LETTERS, fonts: tuple[str, ...] | Non
 
 
 def noise(count: int = 200, seed: int = 0, size: int = 64) -> Iterator[tuple[str, str, np.ndarray]]:
-    """``count`` noise images cycling through five kinds."""
+    """``count`` noise images cycling through four kinds."""
     rng = np.random.default_rng(seed)
-    kinds = ("uniform", "gaussian", "salt", "blobs", "scribble")
+    kinds = ("uniform", "gaussian", "salt", "blobs")
     for i in range(count):
         kind = kinds[i % len(kinds)]
         if kind == "uniform":
@@ -118,14 +120,28 @@ def noise(count: int = 200, seed: int = 0, size: int = 64) -> Iterator[tuple[str
             image = np.clip(rng.normal(128, 50, (size, size)), 0, 255).astype(np.uint8)
         elif kind == "salt":
             image = np.where(rng.random((size, size)) < 0.05, 255, 0).astype(np.uint8)
-        elif kind == "blobs":
+        else:
             field = cv2.GaussianBlur(rng.random((size, size)).astype(np.float32), (0, 0), sigmaX=size / 12)
             image = cv2.normalize(field, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        else:
-            image = np.zeros((size, size), np.uint8)
-            points = rng.integers(4, size - 4, (int(rng.integers(4, 9)), 2)).astype(np.int32)
-            cv2.polylines(image, [points], False, 255, int(rng.integers(2, 5)), cv2.LINE_AA)
         yield "noise", f"{kind}/{i}", image
+
+
+def scribbles(count: int = 200, seed: int = 0, size: int = 64) -> Iterator[tuple[str, str, np.ndarray]]:
+    """``count`` random stroke drawings: 1-3 strokes, each an open polyline of 4-8 random points or a
+    smooth curve through them, light on black. Some will look like a digit by chance, as a
+    scrawl can; the rejection rate counts them all."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image = np.zeros((size, size), np.uint8)
+        strokes = int(rng.integers(1, 4))
+        for _ in range(strokes):
+            points = rng.integers(4, size - 4, (int(rng.integers(4, 9)), 2)).astype(np.float32)
+            if i % 2:  # a smooth curve: the points resampled along a quadratic B-spline-like average
+                dense = np.concatenate([np.linspace(a, b, 8, endpoint=False) for a, b in zip(points[:-1], points[1:])])
+                kernel = np.ones(9) / 9
+                points = np.stack([np.convolve(np.pad(dense[:, k], 4, mode="edge"), kernel, "valid") for k in (0, 1)], 1)
+            cv2.polylines(image, [points.astype(np.int32)], False, 255, int(rng.integers(2, 5)), cv2.LINE_AA)
+        yield "scribble", f"{'curve' if i % 2 else 'polyline'}x{strokes}/{i}", image
 
 
 def photo_crops(assets: Path, count: int = 200, seed: int = 0) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -145,9 +161,11 @@ def photo_crops(assets: Path, count: int = 200, seed: int = 0) -> Iterator[tuple
         yield "photo", f"{name}/{x},{y},{side}", np.ascontiguousarray(gray[y : y + side, x : x + side])
 
 
-def non_digits(assets: Path | None, seed: int = 0, noise_count: int = 200, photo_count: int = 200):
-    """Letters (Hershey and TrueType), symbols, noise and (when the assets are there) photo crops, as one list."""
-    out = list(letters(seed)) + list(truetype_letters()) + list(symbols(seed)) + list(noise(noise_count, seed))
+def non_digits(assets: Path | None, seed: int = 0, noise_count: int = 200, photo_count: int = 200,
+               scribble_count: int = 200):
+    """Letters (Hershey and TrueType), symbols, noise, scribbles and (when the assets are there) photo crops."""
+    out = (list(letters(seed)) + list(truetype_letters()) + list(symbols(seed)) + list(noise(noise_count, seed))
+           + list(scribbles(scribble_count, seed)))
     if assets is not None:
         out += list(photo_crops(assets, photo_count, seed))
     return out

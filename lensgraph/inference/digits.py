@@ -8,8 +8,9 @@ Items asking for different T share the call at the largest T; each reads its own
 
 ``reliable`` compares the model card's uncertainty score (chosen and calibrated on held-out data
 by ``lensgraph train digits``) with the threshold calibrated for the item's T, and the image's
-energy (the graph's second output, from the eval-mode logits) with its calibrated threshold: the
-MC spread misses inputs the network is confidently wrong about; docs/uncertainty.md.
+energy (the graph's second output, from the eval-mode logits) and distance to the nearest training
+digit in the trunk's feature space (the third) with their calibrated thresholds: the MC spread
+misses inputs the network is confidently wrong about; docs/uncertainty.md.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ MAX_SAMPLES = 200
 DEFAULT_SAMPLES = 30
 
 
+def not_reliable_reason(in_distribution: bool | None, threshold: float | None) -> str:
+    """Why an answer is not reliable; the input's unfamiliarity comes first, as it is the stronger claim."""
+    if in_distribution is False:
+        return "unfamiliar"  # energy or distance above its threshold: unlike the training digits
+    if threshold is None:
+        return "uncalibrated"  # no threshold for this model and T: nothing is ever reliable
+    return "uncertain"  # the MC-dropout score is above the threshold
+
+
 class DigitRunner(ModelRunner):
     """Items: (uint8 28x28 light ink on black, samples T or None, seed or None)."""
 
@@ -41,6 +51,9 @@ class DigitRunner(ModelRunner):
         self.card_energy_threshold = options.get("energy_threshold")
         self.energy_threshold = self.card_energy_threshold  # live settings may override it
         self.has_energy = len(self.session.get_outputs()) > 1  # graphs built before the energy output have one
+        self.has_distance = len(self.session.get_outputs()) > 2  # and before the distance output, two
+        self.card_distance_threshold = options.get("distance_threshold")
+        self.distance_threshold = self.card_distance_threshold  # live settings may override it
         self.target_accuracy = options.get("target_accuracy")
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.mask_sizes = (int(shapes["mask1"][-1]), int(shapes["mask2"][-1]))
@@ -79,22 +92,36 @@ class DigitRunner(ModelRunner):
         outputs = self.run_session(images, mask1, mask2)
         probs = outputs[0]  # [t_max, n, 10]
         energy = outputs[1] if self.has_energy else None  # [n]
-        return [self._answer(probs[:t, i : i + 1], t, None if energy is None else float(energy[i]))
+        distance = outputs[2] if self.has_distance else None  # [n]
+        return [self._answer(probs[:t, i : i + 1], t, None if energy is None else float(energy[i]),
+                             None if distance is None else float(distance[i]))
                 for i, t in enumerate(counts)]
 
-    def _answer(self, probs: np.ndarray, samples: int, energy: float | None = None) -> dict[str, Any]:
+    def in_distribution(self, energy: float | None, distance: float | None) -> bool | None:
+        """Both feature-space rules that apply pass; None when neither is calibrated."""
+        verdicts = [value <= limit for value, limit in ((energy, self.energy_threshold),
+                                                        (distance, self.distance_threshold))
+                    if value is not None and limit is not None]
+        return None if not verdicts else bool(all(verdicts))
+
+    def _answer(self, probs: np.ndarray, samples: int, energy: float | None = None,
+                distance: float | None = None) -> dict[str, Any]:
         summary = summarize(probs)
         threshold = self.threshold(samples)
         score = float(summary.score(self.score)[0]) if self.score else None
         confident = bool(threshold is not None and score is not None and score <= threshold)
-        known = None if energy is None or self.energy_threshold is None else bool(energy <= self.energy_threshold)
+        known = self.in_distribution(energy, distance)
+        reliable = confident and known is not False
         return {
             "digit": int(summary.prediction[0]),
             "probability": float(summary.probability[0]),
             "probabilities": summary.mean[0].astype(float).tolist(),
-            "reliable": confident and known is not False,
+            "reliable": reliable,
+            "reason": None if reliable else not_reliable_reason(known, threshold),
             "uncertainty": {**summary.row(0), "samples": samples, "score": self.score, "threshold": threshold,
-                            "energy": energy, "energy_threshold": self.energy_threshold, "in_distribution": known},
+                            "energy": energy, "energy_threshold": self.energy_threshold,
+                            "distance": distance, "distance_threshold": self.distance_threshold,
+                            "in_distribution": known},
         }
 
     def describe(self) -> dict[str, Any]:
@@ -106,6 +133,7 @@ class DigitRunner(ModelRunner):
             "score": self.score,
             "threshold_at_default_samples": self.threshold(self.default_samples),
             "energy_threshold": self.energy_threshold if self.has_energy else None,
+            "distance_threshold": self.distance_threshold if self.has_distance else None,
             "threshold_overridden": self.threshold_override is not None,
             "target_accuracy": self.target_accuracy,
             "calibrated": bool(self.thresholds),

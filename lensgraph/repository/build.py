@@ -194,6 +194,18 @@ def _digits_calibration_file(spec: ModelSpec, weights: Path | None) -> Path | No
     return path if path.is_file() else None
 
 
+def _digits_bank(module, bank: dict[str, Any]):
+    """The calibration's nearest-neighbour bank, recomputed from the weights and MNIST's training split."""
+    from lensgraph.datasets.mnist import IDXError
+    from lensgraph.training.calibrate_digits import feature_bank
+
+    try:
+        return feature_bank(module.eval(), int(bank["size"]), int(bank["seed"]))
+    except (FileNotFoundError, IDXError) as exc:
+        raise WeightsNotFound(f"the digits calibration has a distance rule, whose bank of {bank['size']} training "
+                              f"digits comes from MNIST: set LENSGRAPH_ASSETS to the assets folder ({exc})") from exc
+
+
 def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
     """Digits: the efficient MC-dropout graph, with the calibrated reliability rule in the card's options."""
     from lensgraph.export.mc_dropout import export_mc_dropout
@@ -207,7 +219,9 @@ def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
         "reliability_threshold": None,
         "thresholds": {},
         "energy_threshold": None,
+        "distance_threshold": None,
     }
+    bank = None
     calibration = _digits_calibration_file(spec, weights)
     if calibration is not None:  # checked before the export: a mismatch fails fast
         record = yaml.safe_load(calibration.read_text()) or {}
@@ -227,6 +241,7 @@ def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
             reliability_threshold=threshold_for_samples(thresholds, samples),
             thresholds=thresholds,
             energy_threshold=(record.get("energy") or {}).get("threshold"),
+            distance_threshold=(record.get("distance") or {}).get("threshold"),
             calibration={
                 "file": calibration.name,
                 "sha256": sha256_file(calibration),
@@ -235,7 +250,9 @@ def _produce_digits(spec: ModelSpec, module, weights: Path | None, out: Path):
                 "at_default_samples": (record.get("details") or {}).get(samples),
             },
         )
-    report = export_mc_dropout(module, out)
+        if record.get("distance"):
+            bank = _digits_bank(module, record["distance"]["bank"])
+    report = export_mc_dropout(module, out, bank)
     report.settings["options"] = options
     return report
 

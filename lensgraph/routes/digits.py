@@ -27,7 +27,8 @@ def answer(card: dict[str, Any], prepared: DigitInput, result: dict[str, Any] | 
     """The API's answer; ``result`` is the DigitRunner's, or None for a blank image (no model call)."""
     base = {"model": model_ref(card), "blank": bool(prepared.blank), "inverted": bool(prepared.inverted)}
     if result is None:
-        return {**base, "digit": None, "probability": 0.0, "reliable": False, "probabilities": None,
-                "uncertainty": None}
+        return {**base, "digit": None, "probability": 0.0, "reliable": False, "reason": "blank",
+                "probabilities": None, "uncertainty": None}
     return {**base, "digit": result["digit"], "probability": result["probability"], "reliable": result["reliable"],
+            "reason": result["reason"],
             "probabilities": result["probabilities"] if probabilities else None, "uncertainty": result["uncertainty"]}
