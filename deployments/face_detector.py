@@ -1,4 +1,5 @@
-"""Model A deployment: batches 320x240 uint8 images into FaceDetectorRunner (UltraFace + NMS)."""
+"""Model A deployment: batches the views of many photos into FaceDetectorRunner (UltraFace, one
+call for every view of every photo of a batch, merged into one box per face)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from pydantic import Field
 from ray import serve
 
 from deployments.model_base import BatchedModel, ModelSettings
-from lensgraph.inference.face_detector import DetectionDefaults, FaceDetectorRunner
+from lensgraph.inference.face_detector import MAX_FACES_LIMIT, DetectionDefaults, FaceDetectorRunner
 
 
 class FaceDetectorSettings(ModelSettings):
     score_threshold: float = Field(0.7, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.3, ge=0.0, le=1.0)
-    max_faces: int = Field(50, ge=1, le=1000)
+    max_faces: int = Field(100, ge=1, le=MAX_FACES_LIMIT, description="faces per photo when a request does not say")
 
 
 @serve.deployment(name="FaceDetector", max_ongoing_requests=64)
@@ -26,11 +27,16 @@ class FaceDetector(BatchedModel):
 
     async def detect(
         self,
-        image: np.ndarray,
+        views: np.ndarray,
+        regions: tuple,
         width: int,
         height: int,
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
+        max_faces: int | None = None,
+        tile_score_threshold: float | None = None,
     ) -> list[dict[str, float]]:
-        """``image``: uint8 HxWx3 at the model's input size; width/height: the original image's."""
-        return await self.infer((image, width, height, score_threshold, iou_threshold))
+        """``views``: uint8 [V, H, W, 3] at the model's input size, ``regions`` the V ``tiling.View``s
+        they show; width/height: the original photo's (lensgraph.routes.faces.detector_item)."""
+        return await self.infer((views, regions, width, height, score_threshold, iou_threshold, max_faces,
+                                 tile_score_threshold))

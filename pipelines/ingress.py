@@ -67,6 +67,13 @@ class PreprocessorSettings(BaseModel):
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1024, description="decoded pixels, checked from the header")
     face_crop_scale: float = Field(1.0, gt=0.5, le=2.0, description="landmark crop side / face box side")
+    face_tile_width: int = Field(800, ge=160, le=8192, description=(
+        "photo pixels per face-detector tile (the smaller, the smaller the faces found, and the more tiles)"))
+    face_tile_overlap: float = Field(0.5, ge=0.0, le=0.75, description="share of a tile its neighbours overlap")
+    face_max_tiles: int = Field(64, ge=0, le=256, description=(
+        "tiles per photo at most (0: whole photo only); larger photos get larger tiles"))
+    face_tile_score_threshold: float = Field(0.7, ge=0.0, le=1.0, description=(
+        "score a face found in a tile needs (at least the request's score_threshold too)"))
     decode_threads: int = Field(
         0, ge=0, le=64,
         description="0: decode on the replica's event loop (cheapest on small nodes); N: a pool of N threads",
@@ -118,7 +125,8 @@ class Preprocessor:
             old, self._pool = self._pool, ThreadPoolExecutor(new.decode_threads, "decode") if new.decode_threads else None
             if old is not None:
                 old.shutdown(wait=False)
-        if new.face_crop_scale != self.settings.face_crop_scale:
+        tiles = ("face_crop_scale", "face_tile_width", "face_tile_overlap", "face_max_tiles", "face_tile_score_threshold")
+        if any(getattr(new, name) != getattr(self.settings, name) for name in tiles):
             self._geometry.pop("faces", None)
         admission.ADMISSION.set_limit(new.max_in_flight)  # through the module: see guard.GUARD above
         guard.GUARD.configure(new)  # rate limits, and the key file read again
@@ -207,19 +215,22 @@ class Preprocessor:
         score_threshold: float | None = Query(None, ge=0.0, le=1.0, description="detector score cut-off"),
         iou_threshold: float | None = Query(None, ge=0.0, le=1.0, description="NMS overlap"),
         landmarks: bool = Query(True, description="run model B on every face"),
+        max_faces: int = Query(100, ge=1, le=1000, description="faces per photo at most (best first)"),
     ) -> JSONResponse:
-        return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks))
+        return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces))
 
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
-                     landmarks: bool) -> JSONResponse:
+                     landmarks: bool, max_faces: int = 100) -> JSONResponse:
         detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
         geometry = self._geometry_of("faces", lambda: faces.FaceGeometry.from_cards(
-            detector, landmark_card, self.settings.face_crop_scale))
+            detector, landmark_card, self.settings.face_crop_scale, tile_width=self.settings.face_tile_width,
+            tile_overlap=self.settings.face_tile_overlap, max_tiles=self.settings.face_max_tiles,
+            tile_score_threshold=self.settings.face_tile_score_threshold))
         data = await read_image(request, self.max_upload_bytes)
 
         def decode_and_resize():
             pixels = self._decode(data).pixels
-            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold)
+            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold, max_faces)
 
         pixels, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
         found = await self.call("face_detector", "detect", *item)

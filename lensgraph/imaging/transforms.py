@@ -25,6 +25,7 @@ __all__ = [
     "CropBox",
     "center_crop",
     "classifier_standard",
+    "as_rgb",
     "detector_input",
     "resize_exact",
     "resize_shorter_side",
@@ -242,3 +243,8 @@ def _source_region(
     right = max(left, min(w, int(math.ceil(box.x0 + box.side)) + margin))
     bottom = max(top, min(h, int(math.ceil(box.y0 + box.side)) + margin))
     return img[top:bottom, left:right], (left, top)
+
+
+def as_rgb(img: np.ndarray) -> np.ndarray:
+    """HxW grayscale or HxWx3 RGB uint8 -> HxWx3 RGB (the face detector's views need three channels)."""
+    return _as_rgb(img)

@@ -1,4 +1,10 @@
-"""Model A runner: UltraFace boxes in the original image's pixels, after OpenCV's NMS."""
+"""Model A runner: UltraFace on every view of every photo of a batch in one call, merged into one box per face.
+
+A photo reaches the detector as views (lensgraph.imaging.tiling: the whole photo letterboxed, plus
+overlapping tiles when it is large). Every view of every item of a server batch goes through ONE
+ONNX Runtime call; each view's boxes are decoded, mapped back to the photo and merged
+(lensgraph.postprocess.detection.merge_views).
+"""
 
 from __future__ import annotations
 
@@ -8,34 +14,38 @@ from typing import Any
 import numpy as np
 
 from lensgraph.inference.model_runner import ModelRunner
-from lensgraph.postprocess.detection import decode_ultraface
+from lensgraph.postprocess.detection import decode_ultraface, merge_views
+
+MAX_FACES_LIMIT = 1000
 
 
 @dataclass
 class DetectionDefaults:
     score_threshold: float = 0.7
     iou_threshold: float = 0.3
-    max_faces: int = 50
+    max_faces: int = 100
 
 
 class FaceDetectorRunner(ModelRunner):
-    """Items: (uint8 HxWx3 at the model's input size, original width, original height,
-    score_threshold or None, iou_threshold or None); None takes ``self.defaults``."""
+    """Items: (uint8 [V, H, W, 3] views at the model's input size, the V ``tiling.View``s, original
+    width, original height, score_threshold, iou_threshold, max_faces, tile_score_threshold); None
+    takes ``self.defaults``; a tile's faces need a score above both thresholds."""
 
     defaults = DetectionDefaults()
 
     def run_batch(self, items: list[tuple[Any, ...]]) -> list[list[dict[str, float]]]:
-        scores, boxes = self.run_session(np.stack([item[0] for item in items]))
+        counts = [len(item[0]) for item in items]
+        scores, boxes = self.run_session(np.concatenate([item[0] for item in items]))
         d = self.defaults
-        return [
-            [
-                face.to_dict()
-                for face in decode_ultraface(
-                    scores[i], boxes[i], width, height,
-                    score_threshold=d.score_threshold if score is None else score,
-                    iou_threshold=d.iou_threshold if iou is None else iou,
-                    max_faces=d.max_faces,
-                )
-            ]
-            for i, (_, width, height, score, iou) in enumerate(items)
-        ]
+        out, start = [], 0
+        for count, (inputs, views, width, height, score, iou, max_faces, tile_score) in zip(counts, items):
+            score = d.score_threshold if score is None else score
+            iou = d.iou_threshold if iou is None else iou
+            limit = d.max_faces if max_faces is None else max_faces
+            in_h, in_w = inputs.shape[1:3]
+            per_view = [decode_ultraface(scores[start + v], boxes[start + v], in_w, in_h, score_threshold=score,
+                                         iou_threshold=iou, max_faces=MAX_FACES_LIMIT) for v in range(count)]
+            start += count
+            merged = merge_views(per_view, views, width, height, iou, limit, tile_score_threshold=tile_score or 0.0)
+            out.append([face.to_dict() for face in merged])
+        return out

@@ -15,7 +15,7 @@ import numpy as np
 
 from lensgraph.errors import InvalidRequest
 
-__all__ = ["FaceBox", "decode_ultraface"]
+__all__ = ["FaceBox", "decode_ultraface", "merge_views"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,49 @@ def _clipped(xyxy: np.ndarray, score: float, width: int, height: int) -> FaceBox
     x1, x2 = np.clip(xyxy[[0, 2]], 0.0, float(width))
     y1, y2 = np.clip(xyxy[[1, 3]], 0.0, float(height))
     return FaceBox(float(x1), float(y1), float(x2), float(y2), score)
+
+
+def merge_views(per_view: list[list[FaceBox]], views, photo_width: int, photo_height: int,
+                iou_threshold: float = 0.3, max_faces: int = 100, containment: float = 0.7,
+                tile_score_threshold: float = 0.0) -> list[FaceBox]:
+    """Faces found in several views of one photo (lensgraph.imaging.tiling) -> one box per face, best first.
+
+    ``per_view[i]`` holds view i's faces in its letterboxed input's pixels. Each box is mapped to
+    the photo; a tile's box is dropped when its score is not above ``tile_score_threshold`` (tiles
+    show the detector much more background per face, hence more false positives), when it touches
+    one of the tile's inner edges (a face cut by the tile, found whole in an overlapping one) or is
+    taller than ``MAX_FACE_SHARE`` of the tile (a fragment of a face too large for it). The rest go through one NMS over the whole photo, and a
+    box lying mostly (``containment`` of its area) inside a better-scoring kept one is dropped too:
+    the part of a face seen at another scale.
+    """
+    from lensgraph.imaging.tiling import MAX_FACE_SHARE
+
+    boxes: list[FaceBox] = []
+    for faces, view in zip(per_view, views):
+        for face in faces:
+            mapped = view.to_photo(*face.xyxy())
+            if not view.whole and (face.score <= tile_score_threshold or view.cuts(mapped, photo_width, photo_height)
+                                   or mapped[3] - mapped[1] > MAX_FACE_SHARE * view.height):
+                continue
+            boxes.append(_clipped(np.array(mapped), face.score, photo_width, photo_height))
+    if not boxes:
+        return []
+    xyxy = np.array([b.xyxy() for b in boxes], np.float64)
+    scores = np.array([b.score for b in boxes], np.float32)
+    xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
+    picked = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, iou_threshold), np.int64).reshape(-1)
+    kept: list[int] = []
+    for i in sorted(picked, key=lambda k: -scores[k]):
+        if all(_inside_share(xyxy[i], xyxy[j]) < containment for j in kept):
+            kept.append(i)
+        if len(kept) == max_faces:
+            break
+    return [boxes[i] for i in kept]
+
+
+def _inside_share(box: np.ndarray, other: np.ndarray) -> float:
+    """Share of ``box``'s area inside ``other``."""
+    w = max(0.0, min(box[2], other[2]) - max(box[0], other[0]))
+    h = max(0.0, min(box[3], other[3]) - max(box[1], other[1]))
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+    return w * h / area

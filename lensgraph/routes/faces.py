@@ -1,7 +1,9 @@
-"""``POST /v1/faces``: model A's input from a photo, one crop per face for model B, and the answer.
+"""``POST /v1/faces``: model A's views of a photo, one crop per face for model B, and the answer.
 
 The caller holds the decoded photo between the two model calls, so crops are cut where the
-pixels already are and only small tensors reach the models.
+pixels already are and only small tensors reach the models. Model A sees the whole photo
+letterboxed plus overlapping tiles when the photo is large (lensgraph.imaging.tiling), so a
+group photo's small faces are found; ``tile_width``, ``tile_overlap`` and ``max_tiles`` bound it.
 """
 
 from __future__ import annotations
@@ -11,35 +13,48 @@ from typing import Any
 
 import numpy as np
 
+from lensgraph.imaging import tiling
 from lensgraph.imaging.decode import to_gray
-from lensgraph.imaging.transforms import CropBox, detector_input, square_face_crop
+from lensgraph.imaging.transforms import CropBox, as_rgb, square_face_crop
 from lensgraph.postprocess.landmarks import landmark_records
 from lensgraph.routes import input_hw, model_ref
 
 
 @dataclass(frozen=True)
 class FaceGeometry:
-    """Model A's input size (from its card), model B's crop side (from its card), the crop's margin."""
+    """Model A's input size (from its card), model B's crop side (from its card), the crop's margin,
+    and how large photos are tiled for model A (lensgraph.imaging.tiling)."""
 
     detector_size: tuple[int, int]  # (width, height)
     landmark_size: int
     crop_scale: float = 1.0
+    # Chosen by benchmarks/faces_recall.py on seeds 0-49 (docs/faces.md, docs/benchmarks/faces_recall.md):
+    # 800-px tiles found every face >= 48 px, as 480 and 640 did, with the fewest views; a higher score
+    # for tiles' faces (0.8, 0.9) cut false positives a little but lost a face.
+    tile_width: int = 800
+    tile_overlap: float = 0.5
+    max_tiles: int = 64
+    tile_score_threshold: float = 0.7
 
     @classmethod
-    def from_cards(cls, detector: dict[str, Any], landmarks: dict[str, Any], crop_scale: float = 1.0
-                   ) -> "FaceGeometry":
+    def from_cards(cls, detector: dict[str, Any], landmarks: dict[str, Any], crop_scale: float = 1.0,
+                   **tiles: Any) -> "FaceGeometry":
         h, w = input_hw(detector)
         side, side_w = input_hw(landmarks)
         if side != side_w:
             raise ValueError(f"{landmarks['name']}: landmark crops must be square, the card says {side}x{side_w}")
-        return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale)
+        return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale, **tiles)
 
 
 def detector_item(pixels: np.ndarray, geometry: FaceGeometry, score_threshold: float | None = None,
-                  iou_threshold: float | None = None) -> tuple[Any, ...]:
-    """The FaceDetectorRunner's item: the resized photo, the original size, per-request thresholds."""
+                  iou_threshold: float | None = None, max_faces: int | None = None) -> tuple[Any, ...]:
+    """The FaceDetectorRunner's item: the photo's views at the model's input size, the views, the
+    original size and the per-request thresholds."""
     h, w = pixels.shape[:2]
-    return detector_input(pixels, geometry.detector_size), w, h, score_threshold, iou_threshold
+    views = tiling.plan(w, h, geometry.detector_size, geometry.tile_width, geometry.tile_overlap,
+                        geometry.max_tiles).views
+    return (tiling.view_inputs(as_rgb(pixels), views, geometry.detector_size), views, w, h, score_threshold,
+            iou_threshold, max_faces, geometry.tile_score_threshold)
 
 
 def crops(pixels: np.ndarray, faces: list[dict[str, float]], geometry: FaceGeometry

@@ -55,6 +55,33 @@ def test_faces_finds_every_face_with_plausible_landmarks(server, assets, photo, 
         assert points["left_eye_center"][0] > points["right_eye_center"][0]  # subject's left is image right
 
 
+def test_faces_in_an_8x8_group_photo_are_found_once_each_with_landmarks(server, assets, repository):
+    """1600x1920, 64 faces: the whole photo letterboxed plus overlapping tiles, one box per face (issue 13)."""
+    from lensgraph.evaluation.face_scenes import face_photos, grid_scene, match, reference_boxes
+    from lensgraph.inference.local import LocalPipelines
+    from lensgraph.routes.faces import detector_item
+
+    local = LocalPipelines(repository, pipelines=("faces",))
+    photos = face_photos(assets)
+    boxes = reference_boxes(lambda px: local.detector.run_batch([detector_item(px, local.face_geometry)])[0], photos)
+    scene, truth = grid_scene(photos, boxes, n=8)
+    buffer = io.BytesIO()
+    Image.fromarray(scene).save(buffer, "JPEG", quality=92)
+    response = httpx.post(server.url + "/v1/faces", content=buffer.getvalue(), timeout=120,
+                          headers={"content-type": "image/jpeg"})
+    assert response.status_code == 200, response.text
+    found = response.json()["faces"]
+    hits, extra = match(truth, np.array([[f["box"][k] for k in ("x1", "y1", "x2", "y2")] for f in found]))
+    assert hits >= 61 and extra == 0, (hits, extra, len(found))
+    assert all(len(f["landmarks"]) == 15 for f in found)
+    few = httpx.post(server.url + "/v1/faces", params={"max_faces": 5, "landmarks": False}, content=buffer.getvalue(),
+                     timeout=120, headers={"content-type": "image/jpeg"})
+    assert few.status_code == 200 and len(few.json()["faces"]) == 5
+    too_many = httpx.post(server.url + "/v1/faces", params={"max_faces": 5000}, content=buffer.getvalue(),
+                          timeout=60, headers={"content-type": "image/jpeg"})
+    assert too_many.status_code == 422 and "max_faces" in too_many.text
+
+
 @pytest.mark.parametrize("photo, class_id, label", [
     ("imagenet/n01440764_tench.JPEG", 0, "tench"),
     ("imagenet/n01667114_mud_turtle.JPEG", 35, "mud turtle"),
