@@ -13,8 +13,9 @@ closed-loop load after a warm-up; its cost is the CPU seconds of the server's wh
 - Faces per image: 1, 4, 16 and 64 face tiles on the same 1600 x 1600 canvas (so only the number of
   faces changes, not the pixels). The tiles are square crops around the faces the service itself
   finds in the five face photos, kept only if the service finds exactly one face in the crop alone.
-  The detector sees the whole canvas at 320 x 240, so it misses small faces in the big grids: the
-  report gives the faces found beside the faces placed, and landmark work follows the faces found.
+  Since issue 13 the detector sees the whole canvas letterboxed plus a pyramid of overlapping tiles
+  (docs/faces.md), so megapixels cost detector views too; the report gives the faces found beside
+  the faces placed, and landmark work follows the faces found.
 Writes <out>/cost_growth.json, cost_growth.md and the plots cost_growth_megapixels.png, cost_growth_faces.png.
 """
 

@@ -64,10 +64,20 @@ class ImageSize(BaseModel):
     height: int
 
 
+class FaceSearch(BaseModel):
+    """How the detector covered the photo (docs/faces.md)."""
+
+    views: int = Field(description="detector inputs: the whole photo letterboxed, plus tiles for a large photo")
+    tile_width: int | None = Field(description="photo pixels per tile at the finest level; null: no tiles")
+    capped: bool = Field(description="the tile cap made the tiles coarser than configured")
+    warning: str | None = Field(None, description="when capped: the face size below which faces may be missed")
+
+
 class FacesResponse(BaseModel):
     models: list[ModelRef]
     image: ImageSize
     faces: list[Face]
+    search: FaceSearch | None = None
 
 
 class LandmarksResponse(BaseModel):

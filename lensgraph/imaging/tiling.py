@@ -24,6 +24,9 @@ import cv2
 import numpy as np
 
 MAX_FACE_SHARE = 0.5  # a tile answers for faces up to this share of its height (whole inside one tile)
+# About the smallest face RFB-320 finds, in its input's pixels: with 800-px tiles every face >= 48 px
+# was found (19 px in the input), benchmarks/faces_recall.py. Used to say what a capped search misses.
+MIN_FACE_INPUT = 20
 
 
 @dataclass(frozen=True)

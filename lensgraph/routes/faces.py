@@ -90,4 +90,18 @@ def answer(detector: dict[str, Any], landmarks: dict[str, Any], width: int, heig
     else:
         records = [face_record(f, box, r, geometry.landmark_size) for f, (_, box), r in zip(faces, cut, results)]
     return {"models": [model_ref(detector), model_ref(landmarks)], "image": {"width": width, "height": height},
-            "faces": records}
+            "faces": records, "search": search(width, height, geometry)}
+
+
+def search(width: int, height: int, geometry: FaceGeometry) -> dict[str, Any]:
+    """How the photo was searched: the detector's views, the tile width, and a warning when the tile
+    cap made the tiles coarser than configured (small faces may then be missed)."""
+    result = tiling.plan(width, height, geometry.detector_size, geometry.tile_width, geometry.tile_overlap,
+                         geometry.max_tiles)
+    out: dict[str, Any] = {"views": len(result.views), "tile_width": result.tile_width, "capped": result.capped}
+    if result.capped:
+        smallest = round(tiling.MIN_FACE_INPUT * result.tile_width / geometry.detector_size[0])
+        out["warning"] = (f"the photo needed more than max_tiles={geometry.max_tiles} tiles of "
+                          f"{geometry.tile_width} px: searched with {result.tile_width}-px tiles, so faces under "
+                          f"about {smallest} px tall may be missed")
+    return out

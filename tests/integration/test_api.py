@@ -74,6 +74,7 @@ def test_faces_in_an_8x8_group_photo_are_found_once_each_with_landmarks(server, 
     hits, extra = match(truth, np.array([[f["box"][k] for k in ("x1", "y1", "x2", "y2")] for f in found]))
     assert hits >= 61 and extra == 0, (hits, extra, len(found))
     assert all(len(f["landmarks"]) == 15 for f in found)
+    assert response.json()["search"]["views"] > 10 and response.json()["search"]["capped"] is False
     few = httpx.post(server.url + "/v1/faces", params={"max_faces": 5, "landmarks": False}, content=buffer.getvalue(),
                      timeout=120, headers={"content-type": "image/jpeg"})
     assert few.status_code == 200 and len(few.json()["faces"]) == 5

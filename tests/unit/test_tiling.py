@@ -62,6 +62,18 @@ def test_the_tile_cap_bounds_the_work_on_huge_photos():
         tiling.plan(100, 100, INPUT, overlap=1.0)
 
 
+def test_the_answer_says_how_the_photo_was_searched_and_warns_when_capped():
+    from lensgraph.routes.faces import FaceGeometry, search
+
+    geometry = FaceGeometry(INPUT, 96)
+    assert search(640, 480, geometry) == {"views": 1, "tile_width": None, "capped": False}
+    big = search(1600, 1920, geometry)
+    assert big["views"] > 10 and big["tile_width"] == 800 and not big["capped"] and "warning" not in big
+    huge = search(12000, 9000, FaceGeometry(INPUT, 96, max_tiles=16))
+    assert huge["capped"] and huge["views"] <= 17 and huge["tile_width"] > 800
+    assert "max_tiles=16" in huge["warning"] and "px tall may be missed" in huge["warning"]
+
+
 @pytest.fixture(scope="module")
 def detect(repository: Path):
     from lensgraph.inference.face_detector import FaceDetectorRunner
