@@ -216,11 +216,14 @@ class Preprocessor:
         iou_threshold: float | None = Query(None, ge=0.0, le=1.0, description="NMS overlap"),
         landmarks: bool = Query(True, description="run model B on every face"),
         max_faces: int = Query(100, ge=1, le=1000, description="faces per photo at most (best first)"),
+        min_face: int = Query(48, ge=8, le=4096, description=(
+            "the smallest face height (px) to search for: larger values mean fewer, coarser tiles, less CPU")),
     ) -> JSONResponse:
-        return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces))
+        return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces,
+                                                      min_face))
 
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
-                     landmarks: bool, max_faces: int = 100) -> JSONResponse:
+                     landmarks: bool, max_faces: int = 100, min_face: int = 48) -> JSONResponse:
         detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
         geometry = self._geometry_of("faces", lambda: faces.FaceGeometry.from_cards(
             detector, landmark_card, self.settings.face_crop_scale, tile_width=self.settings.face_tile_width,
@@ -230,7 +233,7 @@ class Preprocessor:
 
         def decode_and_resize():
             pixels = self._decode(data).pixels
-            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold, max_faces)
+            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold, max_faces, min_face)
 
         pixels, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
         found = await self.call("face_detector", "detect", *item)
@@ -239,7 +242,7 @@ class Preprocessor:
             cut = await self._cpu(faces.crops, pixels, found, geometry)
             results = await self._landmarks([crop for crop, _ in cut]) if cut else []
         h, w = pixels.shape[:2]
-        return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry))
+        return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face))
 
     async def _landmarks(self, crops: list) -> list[dict[str, Any]]:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""

@@ -67,6 +67,7 @@ class ImageSize(BaseModel):
 class FaceSearch(BaseModel):
     """How the detector covered the photo (docs/faces.md)."""
 
+    min_face: int = Field(description="the smallest face height (px) the search was sized for (request's min_face)")
     views: int = Field(description="detector inputs: the whole photo letterboxed, plus tiles for a large photo")
     tile_width: int | None = Field(description="photo pixels per tile at the finest level; null: no tiles")
     capped: bool = Field(description="the tile cap made the tiles coarser than configured")

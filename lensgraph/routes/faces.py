@@ -3,7 +3,9 @@
 The caller holds the decoded photo between the two model calls, so crops are cut where the
 pixels already are and only small tensors reach the models. Model A sees the whole photo
 letterboxed plus overlapping tiles when the photo is large (lensgraph.imaging.tiling), so a
-group photo's small faces are found; ``tile_width``, ``tile_overlap`` and ``max_tiles`` bound it.
+group photo's small faces are found; ``tile_width``, ``tile_overlap`` and ``max_tiles`` bound it, and a
+request's ``min_face`` (the smallest face height it needs found, default 48 px) scales the tiles: a
+caller who only wants portrait-sized faces pays for a few views, not dozens.
 """
 
 from __future__ import annotations
@@ -46,13 +48,23 @@ class FaceGeometry:
         return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale, **tiles)
 
 
+DEFAULT_MIN_FACE = 48  # px: the face height FaceGeometry.tile_width was chosen to find (docs/faces.md)
+
+
+def photo_plan(width: int, height: int, geometry: FaceGeometry, min_face: int | None = None) -> tiling.TilePlan:
+    """The detector's views of a photo: tiles scaled so that faces of ``min_face`` px are as large for
+    the detector as 48-px faces are in ``geometry.tile_width`` tiles."""
+    tile_width = round(geometry.tile_width * (min_face or DEFAULT_MIN_FACE) / DEFAULT_MIN_FACE)
+    return tiling.plan(width, height, geometry.detector_size, tile_width, geometry.tile_overlap, geometry.max_tiles)
+
+
 def detector_item(pixels: np.ndarray, geometry: FaceGeometry, score_threshold: float | None = None,
-                  iou_threshold: float | None = None, max_faces: int | None = None) -> tuple[Any, ...]:
+                  iou_threshold: float | None = None, max_faces: int | None = None,
+                  min_face: int | None = None) -> tuple[Any, ...]:
     """The FaceDetectorRunner's item: the photo's views at the model's input size, the views, the
     original size and the per-request thresholds."""
     h, w = pixels.shape[:2]
-    views = tiling.plan(w, h, geometry.detector_size, geometry.tile_width, geometry.tile_overlap,
-                        geometry.max_tiles).views
+    views = photo_plan(w, h, geometry, min_face).views
     return (tiling.view_inputs(as_rgb(pixels), views, geometry.detector_size), views, w, h, score_threshold,
             iou_threshold, max_faces, geometry.tile_score_threshold)
 
@@ -83,25 +95,25 @@ def face_record(face: dict[str, float], box: CropBox | None = None, result: dict
 
 def answer(detector: dict[str, Any], landmarks: dict[str, Any], width: int, height: int,
            faces: list[dict[str, float]], cut: list[tuple[np.ndarray, CropBox]] | None,
-           results: list[dict[str, Any]] | None, geometry: FaceGeometry) -> dict[str, Any]:
+           results: list[dict[str, Any]] | None, geometry: FaceGeometry, min_face: int | None = None
+           ) -> dict[str, Any]:
     """The API's answer; ``cut`` and ``results`` are None when landmarks were not asked for."""
     if cut is None or results is None:
         records = [face_record(f) for f in faces]
     else:
         records = [face_record(f, box, r, geometry.landmark_size) for f, (_, box), r in zip(faces, cut, results)]
     return {"models": [model_ref(detector), model_ref(landmarks)], "image": {"width": width, "height": height},
-            "faces": records, "search": search(width, height, geometry)}
+            "faces": records, "search": search(width, height, geometry, min_face)}
 
 
-def search(width: int, height: int, geometry: FaceGeometry) -> dict[str, Any]:
-    """How the photo was searched: the detector's views, the tile width, and a warning when the tile
-    cap made the tiles coarser than configured (small faces may then be missed)."""
-    result = tiling.plan(width, height, geometry.detector_size, geometry.tile_width, geometry.tile_overlap,
-                         geometry.max_tiles)
-    out: dict[str, Any] = {"views": len(result.views), "tile_width": result.tile_width, "capped": result.capped}
+def search(width: int, height: int, geometry: FaceGeometry, min_face: int | None = None) -> dict[str, Any]:
+    """How the photo was searched: the smallest face asked for, the detector's views, the tile width,
+    and a warning when the tile cap made the tiles coarser (smaller faces may then be missed)."""
+    result = photo_plan(width, height, geometry, min_face)
+    out: dict[str, Any] = {"min_face": int(min_face or DEFAULT_MIN_FACE), "views": len(result.views),
+                           "tile_width": result.tile_width, "capped": result.capped, "warning": None}
     if result.capped:
         smallest = round(tiling.MIN_FACE_INPUT * result.tile_width / geometry.detector_size[0])
-        out["warning"] = (f"the photo needed more than max_tiles={geometry.max_tiles} tiles of "
-                          f"{geometry.tile_width} px: searched with {result.tile_width}-px tiles, so faces under "
-                          f"about {smallest} px tall may be missed")
+        out["warning"] = (f"the photo needed more than max_tiles={geometry.max_tiles} tiles: searched with "
+                          f"{result.tile_width}-px tiles, so faces under about {smallest} px tall may be missed")
     return out

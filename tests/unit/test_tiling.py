@@ -66,12 +66,17 @@ def test_the_answer_says_how_the_photo_was_searched_and_warns_when_capped():
     from lensgraph.routes.faces import FaceGeometry, search
 
     geometry = FaceGeometry(INPUT, 96)
-    assert search(640, 480, geometry) == {"views": 1, "tile_width": None, "capped": False}
+    assert search(640, 480, geometry) == {"min_face": 48, "views": 1, "tile_width": None, "capped": False,
+                                        "warning": None}
     big = search(1600, 1920, geometry)
-    assert big["views"] > 10 and big["tile_width"] == 800 and not big["capped"] and "warning" not in big
+    assert big["views"] > 10 and big["tile_width"] == 800 and not big["capped"] and big["warning"] is None
     huge = search(12000, 9000, FaceGeometry(INPUT, 96, max_tiles=16))
     assert huge["capped"] and huge["views"] <= 17 and huge["tile_width"] > 800
     assert "max_tiles=16" in huge["warning"] and "px tall may be missed" in huge["warning"]
+    # A caller who wants only large faces pays for few views: tiles scale with min_face.
+    portrait = search(3000, 4000, geometry, min_face=240)
+    assert portrait["views"] < search(3000, 4000, geometry)["views"] and portrait["tile_width"] == 4000
+    assert portrait["min_face"] == 240
 
 
 @pytest.fixture(scope="module")
