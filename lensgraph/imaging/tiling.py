@@ -27,6 +27,10 @@ MAX_FACE_SHARE = 0.5  # a tile answers for faces up to this share of its height 
 # About the smallest face RFB-320 finds, in its input's pixels: with 800-px tiles every face >= 48 px
 # was found (19 px in the input), benchmarks/faces_recall.py. Used to say what a capped search misses.
 MIN_FACE_INPUT = 20
+# Faces a tile reports smaller than this in its input are dropped: the search is sized so that wanted
+# faces are >= MIN_FACE_INPUT there, and below it the detector mostly saw texture (upscaled photos gave
+# 26-40 px "faces" on a suit at 10 px in the tile's input).
+MIN_TILE_FACE_INPUT = 16
 
 
 @dataclass(frozen=True)

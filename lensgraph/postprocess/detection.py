@@ -109,19 +109,21 @@ def merge_views(per_view: list[list[FaceBox]], views, photo_width: int, photo_he
 
     ``per_view[i]`` holds view i's faces in its letterboxed input's pixels. Each box is mapped to
     the photo; a tile's box is dropped when its score is not above ``tile_score_threshold`` (tiles
-    show the detector much more background per face, hence more false positives), when it touches
+    show the detector much more background per face, hence more false positives), when it is under
+    ``MIN_TILE_FACE_INPUT`` px tall in the tile's input (below the sizes the search is for), when it touches
     one of the tile's inner edges (a face cut by the tile, found whole in an overlapping one) or is
     taller than ``MAX_FACE_SHARE`` of the tile (a fragment of a face too large for it). The rest go through one NMS over the whole photo, and a
     box lying mostly (``containment`` of its area) inside a better-scoring kept one is dropped too:
     the part of a face seen at another scale.
     """
-    from lensgraph.imaging.tiling import MAX_FACE_SHARE
+    from lensgraph.imaging.tiling import MAX_FACE_SHARE, MIN_TILE_FACE_INPUT
 
     boxes: list[FaceBox] = []
     for faces, view in zip(per_view, views):
         for face in faces:
             mapped = view.to_photo(*face.xyxy())
-            if not view.whole and (face.score <= tile_score_threshold or view.cuts(mapped, photo_width, photo_height)
+            if not view.whole and (face.score <= tile_score_threshold or face.height < MIN_TILE_FACE_INPUT
+                                   or view.cuts(mapped, photo_width, photo_height)
                                    or mapped[3] - mapped[1] > MAX_FACE_SHARE * view.height):
                 continue
             boxes.append(_clipped(np.array(mapped), face.score, photo_width, photo_height))
