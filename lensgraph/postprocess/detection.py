@@ -113,7 +113,7 @@ def merge_views(per_view: list[list[FaceBox]], views, photo_width: int, photo_he
     ``MIN_TILE_FACE_INPUT`` px tall in the tile's input (below the sizes the search is for), when it touches
     one of the tile's inner edges (a face cut by the tile, found whole in an overlapping one) or is
     taller than ``MAX_FACE_SHARE`` of the tile (a fragment of a face too large for it). The rest go through one NMS over the whole photo, and a
-    box lying mostly (``containment`` of its area) inside a better-scoring kept one is dropped too:
+    box lying mostly (``containment`` of its area) inside a larger kept one is dropped too:
     the part of a face seen at another scale.
     """
     from lensgraph.imaging.tiling import MAX_FACE_SHARE, MIN_TILE_FACE_INPUT
@@ -133,13 +133,15 @@ def merge_views(per_view: list[list[FaceBox]], views, photo_width: int, photo_he
     scores = np.array([b.score for b in boxes], np.float32)
     xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
     picked = np.asarray(cv2.dnn.NMSBoxes(xywh, scores, 0.0, iou_threshold), np.int64).reshape(-1)
+    # Largest first for the containment rule: a box inside another is a part of that face (a tile saw the
+    # mouth and chin of a face the next level saw whole, both with score 1.0), whatever their scores.
+    areas = xywh[:, 2] * xywh[:, 3]
     kept: list[int] = []
-    for i in sorted(picked, key=lambda k: -scores[k]):
+    for i in sorted(picked, key=lambda k: -areas[k]):
         if all(_inside_share(xyxy[i], xyxy[j]) < containment for j in kept):
             kept.append(i)
-        if len(kept) == max_faces:
-            break
-    return [boxes[i] for i in kept]
+    kept.sort(key=lambda k: -scores[k])
+    return [boxes[i] for i in kept[:max_faces]]
 
 
 def _inside_share(box: np.ndarray, other: np.ndarray) -> float:
