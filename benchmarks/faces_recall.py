@@ -69,8 +69,7 @@ def _run(runner, make, pixels):
 
 
 def _score(runner, make, scenes):
-    from lensgraph.evaluation.face_scenes import _iou as fs_iou
-    from lensgraph.evaluation.face_scenes import match
+    from lensgraph.evaluation.face_scenes import iou_matrix, match
 
     found = target = hits_target = hits = extra = on_face = views = 0
     cpu = []
@@ -79,7 +78,7 @@ def _score(runner, make, scenes):
         tall = (truth[:, 3] - truth[:, 1]) >= MIN_TARGET
         h, e = match(truth, boxes)
         if len(truth) and len(boxes):
-            overlap = fs_iou(truth, boxes).max(axis=0)
+            overlap = iou_matrix(truth, boxes).max(axis=0)
             on_face += int(((overlap > 0) & (overlap < 0.4)).sum())
         h_tall = match(truth[tall], boxes)[0] if tall.any() else 0
         found += len(truth)

@@ -28,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 from lensgraph.errors import DeadlineExceeded, ModelUnavailable
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
 from lensgraph.routes import classify, digits, faces, landmarks
+from lensgraph.routes.faces import DEFAULT_MIN_FACE
 from lensgraph.security import redact
 from pipelines import admission, errors, guard
 from pipelines.admission import AdmissionMiddleware
@@ -215,15 +216,17 @@ class Preprocessor:
         score_threshold: float | None = Query(None, ge=0.0, le=1.0, description="detector score cut-off"),
         iou_threshold: float | None = Query(None, ge=0.0, le=1.0, description="NMS overlap"),
         landmarks: bool = Query(True, description="run model B on every face"),
-        max_faces: int = Query(100, ge=1, le=1000, description="faces per photo at most (best first)"),
-        min_face: int = Query(48, ge=8, le=4096, description=(
+        max_faces: int | None = Query(None, ge=1, le=1000, description=(
+            "faces per photo at most, best first (default: the FaceDetector deployment's max_faces, 100)")),
+        min_face: int = Query(DEFAULT_MIN_FACE, ge=8, le=4096, description=(
             "the smallest face height (px) to search for: larger values mean fewer, coarser tiles, less CPU")),
     ) -> JSONResponse:
         return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces,
                                                       min_face))
 
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
-                     landmarks: bool, max_faces: int = 100, min_face: int = 48) -> JSONResponse:
+                     landmarks: bool, max_faces: int | None = None,
+                     min_face: int = DEFAULT_MIN_FACE) -> JSONResponse:
         detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
         geometry = self._geometry_of("faces", lambda: faces.FaceGeometry.from_cards(
             detector, landmark_card, self.settings.face_crop_scale, tile_width=self.settings.face_tile_width,
@@ -233,16 +236,18 @@ class Preprocessor:
 
         def decode_and_resize():
             pixels = self._decode(data).pixels
-            return pixels, faces.detector_item(pixels, geometry, score_threshold, iou_threshold, max_faces, min_face)
+            plan = faces.photo_plan(pixels.shape[1], pixels.shape[0], geometry, min_face)
+            return pixels, plan, faces.detector_item(pixels, geometry, score_threshold, iou_threshold, max_faces,
+                                                     plan=plan)
 
-        pixels, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
+        pixels, plan, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
         found = await self.call("face_detector", "detect", *item)
         cut = results = None
         if landmarks:
             cut = await self._cpu(faces.crops, pixels, found, geometry)
             results = await self._landmarks([crop for crop, _ in cut]) if cut else []
         h, w = pixels.shape[:2]
-        return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face))
+        return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face, plan))
 
     async def _landmarks(self, crops: list) -> list[dict[str, Any]]:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""

@@ -113,8 +113,8 @@ class DigitResponse(BaseModel):
     probability: float = Field(description="mean probability of the predicted digit over the MC samples")
     reliable: bool = Field(description="whether the model itself trusts this prediction (calibrated threshold)")
     reason: str | None = Field(None, description=(
-        "why the answer is not reliable: blank (no readable ink), unfamiliar (energy above its threshold: unlike "
-        "the training digits), uncertain (the MC-dropout score above its threshold), uncalibrated; null when reliable"))
+        "why the answer is not reliable: blank (no readable ink), unfamiliar (energy or distance above its threshold: "
+        "unlike the training digits), uncertain (the MC-dropout score above its threshold), uncalibrated; null when reliable"))
     blank: bool = Field(False, description="the image holds no readable ink")
     inverted: bool | None = Field(None, description="the image was dark ink on light paper")
     probabilities: list[float] | None = Field(None, description="mean distribution over 0..9 (with ?probabilities=true)")

@@ -51,7 +51,7 @@ def match(truth: np.ndarray, found: np.ndarray, iou: float = 0.4) -> tuple[int, 
     """(true faces found, detections that matched no face or one already matched): greedy, best IoU first."""
     if len(found) == 0:
         return 0, 0
-    overlaps = _iou(truth, found)
+    overlaps = iou_matrix(truth, found)
     matched_truth, extra = set(), 0
     for j in np.argsort(-overlaps.max(axis=0)):
         i = int(np.argmax(np.where([t in matched_truth for t in range(len(truth))], -1, overlaps[:, j])))
@@ -62,7 +62,8 @@ def match(truth: np.ndarray, found: np.ndarray, iou: float = 0.4) -> tuple[int, 
     return len(matched_truth), extra
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[len(a), len(b)] IoU of two sets of x1, y1, x2, y2 boxes."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])

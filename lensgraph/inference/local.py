@@ -54,10 +54,11 @@ class LocalPipelines:
         """Model A on the whole batch, then model B on every face crop of every image at once."""
         g = self.face_geometry
         decoded = [decode_image(data).pixels for data in images]
-        detections = self.detector.run_batch([faces.detector_item(px, g) for px in decoded])
+        plans = [faces.photo_plan(px.shape[1], px.shape[0], g) for px in decoded]
+        detections = self.detector.run_batch([faces.detector_item(px, g, plan=p) for px, p in zip(decoded, plans)])
         cuts = [faces.crops(px, found, g) for px, found in zip(decoded, detections)]
         flat = [crop for cut in cuts for crop, _ in cut]
         results = iter(self.landmarks.run_batch(flat) if flat else [])
         cards = self.detector.entry.card, self.landmarks.entry.card
-        return [faces.answer(*cards, px.shape[1], px.shape[0], found, cut, [next(results) for _ in cut], g)
-                for px, found, cut in zip(decoded, detections, cuts)]
+        return [faces.answer(*cards, px.shape[1], px.shape[0], found, cut, [next(results) for _ in cut], g, plan=p)
+                for px, found, cut, p in zip(decoded, detections, cuts, plans)]

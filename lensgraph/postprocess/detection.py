@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from lensgraph.errors import InvalidRequest
+from lensgraph.imaging.tiling import MAX_FACE_SHARE, MIN_TILE_FACE_INPUT
 
 __all__ = ["FaceBox", "decode_ultraface", "merge_views"]
 
@@ -110,14 +111,12 @@ def merge_views(per_view: list[list[FaceBox]], views, photo_width: int, photo_he
     ``per_view[i]`` holds view i's faces in its letterboxed input's pixels. Each box is mapped to
     the photo; a tile's box is dropped when its score is not above ``tile_score_threshold`` (tiles
     show the detector much more background per face, hence more false positives), when it is under
-    ``MIN_TILE_FACE_INPUT`` px tall in the tile's input (below the sizes the search is for), when it touches
-    one of the tile's inner edges (a face cut by the tile, found whole in an overlapping one) or is
-    taller than ``MAX_FACE_SHARE`` of the tile (a fragment of a face too large for it). The rest go through one NMS over the whole photo, and a
-    box lying mostly (``containment`` of its area) inside a larger kept one is dropped too:
-    the part of a face seen at another scale.
+    ``MIN_TILE_FACE_INPUT`` px tall in the tile's input (below the sizes the search is for), when it
+    touches one of the tile's inner edges (a face cut by the tile, found whole in an overlapping one)
+    or is taller than ``MAX_FACE_SHARE`` of the tile (a fragment of a face too large for it). The rest
+    go through one NMS over the whole photo, and a box lying mostly (``containment`` of its area)
+    inside a larger kept one is dropped too: the part of a face seen at another scale.
     """
-    from lensgraph.imaging.tiling import MAX_FACE_SHARE, MIN_TILE_FACE_INPUT
-
     boxes: list[FaceBox] = []
     for faces, view in zip(per_view, views):
         for face in faces:

@@ -60,11 +60,12 @@ def photo_plan(width: int, height: int, geometry: FaceGeometry, min_face: int | 
 
 def detector_item(pixels: np.ndarray, geometry: FaceGeometry, score_threshold: float | None = None,
                   iou_threshold: float | None = None, max_faces: int | None = None,
-                  min_face: int | None = None) -> tuple[Any, ...]:
+                  min_face: int | None = None, plan: tiling.TilePlan | None = None) -> tuple[Any, ...]:
     """The FaceDetectorRunner's item: the photo's views at the model's input size, the views, the
-    original size and the per-request thresholds."""
+    original size and the per-request thresholds. ``plan``: the photo's plan when the caller already
+    made it (for :func:`answer`), else made here from ``min_face``."""
     h, w = pixels.shape[:2]
-    views = photo_plan(w, h, geometry, min_face).views
+    views = (plan or photo_plan(w, h, geometry, min_face)).views
     return (tiling.view_inputs(as_rgb(pixels), views, geometry.detector_size), views, w, h, score_threshold,
             iou_threshold, max_faces, geometry.tile_score_threshold)
 
@@ -95,21 +96,22 @@ def face_record(face: dict[str, float], box: CropBox | None = None, result: dict
 
 def answer(detector: dict[str, Any], landmarks: dict[str, Any], width: int, height: int,
            faces: list[dict[str, float]], cut: list[tuple[np.ndarray, CropBox]] | None,
-           results: list[dict[str, Any]] | None, geometry: FaceGeometry, min_face: int | None = None
-           ) -> dict[str, Any]:
+           results: list[dict[str, Any]] | None, geometry: FaceGeometry, min_face: int | None = None,
+           plan: tiling.TilePlan | None = None) -> dict[str, Any]:
     """The API's answer; ``cut`` and ``results`` are None when landmarks were not asked for."""
     if cut is None or results is None:
         records = [face_record(f) for f in faces]
     else:
         records = [face_record(f, box, r, geometry.landmark_size) for f, (_, box), r in zip(faces, cut, results)]
     return {"models": [model_ref(detector), model_ref(landmarks)], "image": {"width": width, "height": height},
-            "faces": records, "search": search(width, height, geometry, min_face)}
+            "faces": records, "search": search(width, height, geometry, min_face, plan)}
 
 
-def search(width: int, height: int, geometry: FaceGeometry, min_face: int | None = None) -> dict[str, Any]:
+def search(width: int, height: int, geometry: FaceGeometry, min_face: int | None = None,
+           plan: tiling.TilePlan | None = None) -> dict[str, Any]:
     """How the photo was searched: the smallest face asked for, the detector's views, the tile width,
     and a warning when the tile cap made the tiles coarser (smaller faces may then be missed)."""
-    result = photo_plan(width, height, geometry, min_face)
+    result = plan or photo_plan(width, height, geometry, min_face)
     out: dict[str, Any] = {"min_face": int(min_face or DEFAULT_MIN_FACE), "views": len(result.views),
                            "tile_width": result.tile_width, "capped": result.capped, "warning": None}
     if result.capped:
