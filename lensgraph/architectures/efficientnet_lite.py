@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lensgraph.imaging.resize import PIL_BILINEAR
+
 __all__ = ["BLOCK_STAGES", "Conv2dSame", "EfficientNetLite0", "MBConvBlock", "tf_same_pad"]
 
 BN_EPS = 1e-3  # TF's default; torch's 1e-5 would shift every activation a little
@@ -133,6 +135,7 @@ class EfficientNetLite0(nn.Module):
     def preprocessing(self) -> dict[str, object]:
         """TF EfficientNet-Lite constants (127/128), not ImageNet mean/std: see the module docstring."""
         return {"resize_shorter": 256, "crop": 224, "interpolation": "bilinear",
+            "resize": dict(PIL_BILINEAR.describe()),
                 "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0], "color": "RGB"}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lensgraph.imaging.resize import PIL_BILINEAR
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -32,6 +34,7 @@ IMAGENET_STD = [58.395, 57.12, 57.375]
 
 def _preprocessing(resize_shorter: int, crop: int = 224) -> dict[str, Any]:
     return {"resize_shorter": resize_shorter, "crop": crop, "interpolation": "bilinear",
+            "resize": dict(PIL_BILINEAR.describe()),
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "color": "RGB"}
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from lensgraph.errors import InvalidRequest
 from lensgraph.imaging.decode import to_gray
+from lensgraph.imaging.resize import PIL_BILINEAR, ResizeSpec, resize_to
 
 __all__ = [
     "CropBox",
@@ -36,10 +37,9 @@ __all__ = [
 Size = int | tuple[int, int]
 
 
-def resize_shorter_side(
-    img: np.ndarray, size: int, interpolation: int = cv2.INTER_LINEAR
-) -> np.ndarray:
-    """Scale so the shorter side is ``size``; the longer side is truncated like torchvision's."""
+def resize_shorter_side(img: np.ndarray, size: int, resize: ResizeSpec = PIL_BILINEAR) -> np.ndarray:
+    """Scale so the shorter side is ``size`` with the ``resize`` transform; the longer side is
+    truncated like torchvision's ``Resize(size)``."""
     _check_image(img)
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
@@ -48,7 +48,7 @@ def resize_shorter_side(
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    return resize_exact(img, (new_w, new_h), interpolation)
+    return resize_to(img, (new_w, new_h), resize)
 
 
 def center_crop(img: np.ndarray, size: Size) -> np.ndarray:
@@ -66,9 +66,11 @@ def center_crop(img: np.ndarray, size: Size) -> np.ndarray:
     return np.ascontiguousarray(img[top : top + out_h, left : left + out_w])
 
 
-def classifier_standard(img: np.ndarray, resize_shorter: int = 256, crop: int = 224) -> np.ndarray:
-    """The ImageNet evaluation transform: shorter side to ``resize_shorter``, centre ``crop``."""
-    return center_crop(resize_shorter_side(img, resize_shorter), crop)
+def classifier_standard(img: np.ndarray, resize_shorter: int = 256, crop: int = 224,
+                        resize: ResizeSpec = PIL_BILINEAR) -> np.ndarray:
+    """The ImageNet evaluation transform: shorter side to ``resize_shorter``, centre ``crop``
+    (torchvision's ``Resize`` + ``CenterCrop`` on PIL images with the default ``resize``)."""
+    return center_crop(resize_shorter_side(img, resize_shorter, resize), crop)
 
 
 def resize_exact(

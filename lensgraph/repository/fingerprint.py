@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: cards name their resize (preprocessing.before_graph.resize)
 
 
 def fingerprint(spec: dict[str, Any], checksums: dict[str, str | None]) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from lensgraph.errors import InvalidRequest
+from lensgraph.imaging.resize import ResizeSpec
 from lensgraph.imaging.transforms import classifier_standard, zoom_crop_pad
 from lensgraph.routes import input_hw, model_ref
 
@@ -16,18 +17,21 @@ PROFILES = ("standard", "zoom-crop-pad")
 
 @dataclass(frozen=True)
 class ClassifyGeometry:
-    """The card's ``preprocessing.before_graph``: shorter side to ``resize_shorter``, centre ``crop``."""
+    """The card's ``preprocessing.before_graph``: shorter side to ``resize_shorter`` with the card's
+    ``resize`` (library, filter, antialiasing: lensgraph.imaging.resize), centre ``crop``."""
 
     resize_shorter: int
     crop: int
     classes: int
+    resize: ResizeSpec = ResizeSpec()
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> "ClassifyGeometry":
         crop, _ = input_hw(card)
         before = (card.get("preprocessing") or {}).get("before_graph") or {}
         classes = int(card["outputs"][0]["shape"][-1])
-        return cls(resize_shorter=int(before.get("resize_shorter", round(crop * 256 / 224))), crop=crop, classes=classes)
+        return cls(resize_shorter=int(before.get("resize_shorter", round(crop * 256 / 224))), crop=crop, classes=classes,
+                   resize=ResizeSpec.from_card(before.get("resize")))
 
 
 def check(geometry: ClassifyGeometry, top_k: int, profile: str) -> None:
@@ -42,7 +46,7 @@ def prepare(pixels: np.ndarray, geometry: ClassifyGeometry, profile: str = "stan
             ) -> np.ndarray:
     """HxWx3 uint8 RGB -> the model's crop (uint8, crop x crop x 3)."""
     if profile == "standard":
-        return classifier_standard(pixels, geometry.resize_shorter, geometry.crop)
+        return classifier_standard(pixels, geometry.resize_shorter, geometry.crop, geometry.resize)
     return zoom_crop_pad(pixels, out_size=geometry.crop, rng=np.random.default_rng(seed))
 
 
