@@ -25,6 +25,7 @@ from lensgraph.repository.spec import ModelSpec
 from lensgraph.repository.weights import WeightSource, resolve, sha256_file
 
 
+DARKNET = "darknet"  # architecture built from a darknet cfg (lensgraph.export.darknet_export)
 DIGITS_CALIBRATION = "calibration.yaml"
 DIGITS_DEFAULT_SAMPLES = 30
 
@@ -76,7 +77,8 @@ def build_one(spec: ModelSpec, root: Path, config_dir: Path, force: bool = False
     root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=root))
     try:
-        write_artifact(spec, weight_source, weight_path, labels_path, checksums, scratch, print_, command)
+        write_artifact(spec, weight_source, weight_path, labels_path, checksums, scratch, print_, command,
+                       config_dir=config_dir)
         _replace_dir(scratch, target)
     except LensgraphError as exc:
         return BuildResult(spec.name, "failed", exc.message)
@@ -96,10 +98,11 @@ def write_artifact(
     out_dir: Path,
     fingerprint_: str,
     command: str,
+    config_dir: Path | None = None,
 ) -> dict[str, Any]:
     """model.onnx, labels.txt and the model.yaml card into ``out_dir``; returns the card."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = _produce(spec, source, weights, out_dir / store.MODEL_FILE)
+    report = _produce(spec, source, weights, out_dir / store.MODEL_FILE, config_dir)
     if labels is not None:
         shutil.copyfile(labels, out_dir / store.LABELS_FILE)
     card = _card(spec, source, checksums, report, fingerprint_, command)
@@ -128,6 +131,10 @@ def _resolve_inputs(spec: ModelSpec, config_dir: Path) -> tuple[WeightSource, Pa
         if not model_file.is_file():
             raise WeightsNotFound(f"model_file {model_file} does not exist")
         checksums["model_file"] = sha256_file(model_file)
+    if spec.architecture == DARKNET:
+        from lensgraph.export.darknet_export import resolve_cfg
+
+        checksums["cfg"] = sha256_file(resolve_cfg(spec.architecture_args.get("cfg"), config_dir))
     return source, path, checksums
 
 
@@ -142,15 +149,27 @@ def _local(path: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: Path):
+def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: Path, config_dir: Path | None = None):
     from lensgraph.export.artifacts import export_torch, import_onnx
+
+    if spec.architecture == DARKNET:  # a darknet cfg + .weights file, not a torch state dict
+        from lensgraph.export.darknet_export import export_darknet, resolve_cfg
+
+        extra = sorted(set(spec.architecture_args) - {"cfg"})
+        if extra:
+            raise WeightsError(f"architecture darknet takes architecture_args.cfg only, not {extra}")
+        cfg = resolve_cfg(spec.architecture_args.get("cfg"), config_dir)
+        return export_darknet(cfg, weights, source.seed, out, spec.output_names, spec.options, spec.resize)
 
     normalization = None
     if spec.input_normalization:
         normalization = (spec.input_normalization.mean, spec.input_normalization.std)
     if spec.onnx:
         assert weights is not None and normalization is not None
-        return import_onnx(weights, out, normalization[0], normalization[1], spec.output_names)
+        report = import_onnx(weights, out, normalization[0], normalization[1], spec.output_names)
+        if spec.resize is not None:
+            report.settings.setdefault("host_preprocessing", {})["resize"] = dict(spec.resize)
+        return report
 
     from lensgraph.export.torch_models import instantiate, load_weights, serving_input
 
@@ -179,6 +198,8 @@ def _produce(spec: ModelSpec, source: WeightSource, weights: Path | None, out: P
     host = getattr(module, "preprocessing", None)
     if isinstance(host, dict):
         report.settings["host_preprocessing"] = {k: v for k, v in host.items() if k not in ("mean", "std")}
+    if spec.resize is not None:
+        report.settings.setdefault("host_preprocessing", {})["resize"] = dict(spec.resize)
     return report
 
 
@@ -269,8 +290,10 @@ def _card(spec: ModelSpec, source: WeightSource, checksums: dict, report, print_
         "weights": {
             "source": source.describe(),
             "sha256": checksums.get("weights"),
-            "real": source.is_real,
-            "note": "" if source.is_real else "seeded random weights: predictions are meaningless",
+            "real": source.is_real and spec.weights_real,
+            "note": "" if source.is_real and spec.weights_real else (
+                "seeded random weights: predictions are meaningless" if not source.is_real
+                else "declared not real in configs/models.yaml (weights_real: false)"),
         },
         "inputs": report.inputs,
         "outputs": report.outputs,

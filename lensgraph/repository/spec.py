@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lensgraph.errors import InvalidRequest
 
-Task = Literal["classification", "face_detection", "landmarks", "landmark_heatmaps", "digits", "generic"]
+Task = Literal["classification", "face_detection", "landmarks", "landmark_heatmaps", "digits", "detection", "generic"]
 
 # Output names the serving code relies on, per task.
 TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -23,6 +23,7 @@ TASK_OUTPUTS: dict[str, tuple[str, ...]] = {
     "landmarks": ("landmarks",),
     "landmark_heatmaps": ("heatmaps",),
     "digits": ("probabilities",),  # [samples, batch, 10] from the MC-dropout graph
+    "detection": ("region",),  # darknet YOLOv2: raw [batch, num*(5+classes), H, W], decoded in Python
     "generic": ("output",),
 }
 
@@ -64,7 +65,13 @@ class ModelSpec(BaseModel):
     input_shape: list[int] | None = Field(None, description="C,H,W of one image (default: the architecture's)")
     input_normalization: Normalization | None = None
     bake_resize: bool = False
+    resize: dict[str, Any] | None = Field(None, description=(
+        "the resize the model was trained with: {library: pil|opencv, filter: bilinear|..., antialias: bool} "
+        "(lensgraph.imaging.resize); default: the architecture's reference transform, OpenCV bilinear for ONNX"))
     weights_hint: str = Field("", description="how to obtain missing weights; shown when they are not found")
+    weights_real: bool = Field(True, description=(
+        "false for weights that are not a trained model (synthetic or test weights): the card, /v1/models and "
+        "every answer then say weights_real: false; random:<seed> weights are never real"))
     outputs: list[str] | None = Field(None, description="output names (default: the task's)")
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -81,6 +88,10 @@ class ModelSpec(BaseModel):
             raise ValueError("an onnx model carries its weights; drop 'weights'")
         if self.onnx and not self.input_normalization:
             raise ValueError("an imported onnx model needs input_normalization (mean/std of its float input)")
+        if self.resize is not None:
+            from lensgraph.imaging.resize import ResizeSpec
+
+            ResizeSpec.from_card(self.resize)  # raises ValueError with what is wrong
         if self.bake_resize and self.task != "classification":
             raise ValueError("bake_resize applies to classification models only")
         return self

@@ -6,6 +6,7 @@ A weight source is one string in ``configs/models.yaml``:
 * ``path:<path>`` or a bare path  a local file (relative to the config file)
 * ``https://...``  downloaded once into a cache, always with a sha256 check
 * ``random:<seed>``  seeded random weights: allowed for tests and demos, marked not real everywhere
+* ``darknet:<file name>``  a file of Debian's darknet package (cfg, voc.names): lensgraph.architectures.darknet_files
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def cache_dir() -> Path:
 class WeightSource:
     """A parsed weight location plus the checksum it must have (full hex or a prefix of 8+)."""
 
-    kind: str  # "assets" | "path" | "url" | "random"
+    kind: str  # "assets" | "path" | "url" | "random" | "darknet"
     location: str
     sha256: str | None = None
 
@@ -58,6 +59,8 @@ class WeightSource:
             return cls("random", seed, None)
         if spec.startswith("assets:"):
             return cls("assets", spec.split(":", 1)[1].lstrip("/"), sha256)
+        if spec.startswith("darknet:"):
+            return cls("darknet", spec.split(":", 1)[1], sha256)
         if spec.startswith(("https://", "http://")):
             if not sha256:
                 raise WeightsError(f"a URL weight source needs a sha256 to check it against: {spec}")
@@ -92,6 +95,10 @@ def resolve(source: WeightSource, base_dir: Path | None = None) -> Path | None:
         path = root / source.location
     elif source.kind == "url":
         path = _download(source)
+    elif source.kind == "darknet":
+        from lensgraph.architectures import darknet_files
+
+        path = darknet_files.find(source.location)
     else:
         path = Path(source.location).expanduser()
         if not path.is_absolute() and base_dir is not None:
