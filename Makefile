@@ -30,7 +30,7 @@ endif
 
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps models run test fuzz audit loadtest manifests clean help
+.PHONY: setup system-deps tf-env models run test fuzz audit loadtest manifests clean help
 
 help:
 	@echo "make run    - install, build the model repository, start the service on :8000"
@@ -40,15 +40,18 @@ help:
 	@echo "make audit  - known vulnerabilities of the installed dependencies (pip-audit; never fails: docs/security.md)"
 	@echo "make manifests - regenerate deploy/kuberay/rayservice.yaml from the Serve configs (docs/deploy.md)"
 	@echo "make setup  - create $(VENV) and install lensgraph with its build and dev extras"
+	@echo "make tf-env - create $(TF_VENV) with TensorFlow and tf2onnx, for 'lensgraph export --saved-model' (docs/models.md)"
 	@echo "make benchmark, cpu-accounting, cost-growth, benchmark-served, optimization, multinode, autoscaling, overload, faults, soak - measurements (docs/performance.md)"
 	@echo "make loadtest - locust against a running server (HOST, USERS, DURATION, USER_CLASS, SHAPE): docs/loadtests.md"
 
 setup: $(VENV)/.stamp-setup
 
 # Debian packages the tests and the digits evaluation read: TrueType fonts to render held-out letters
-# (lensgraph/evaluation/ood.py; never used in training). Installed when missing and when root (as in CI);
-# otherwise a line says what to install, and the evaluation uses the fonts there are.
-SYSTEM_PACKAGES := fonts-liberation fonts-freefont-ttf
+# (lensgraph/evaluation/ood.py; never used in training), and darknet for its network cfg files, voc.names
+# and sample photos (lensgraph/architectures/darknet_files.py; it ships no weights). Installed when missing
+# and when root (as in CI); otherwise a line says what to install, the evaluation uses the fonts there are
+# and the darknet tests skip.
+SYSTEM_PACKAGES := fonts-liberation fonts-freefont-ttf darknet
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || printf '%s ' $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \
@@ -66,12 +69,26 @@ $(VENV)/.stamp-setup: pyproject.toml
 models: setup
 	$(BIN)/lensgraph models build
 
+# TensorFlow, for importing SavedModels (`lensgraph export --saved-model`, docs/models.md): its own venv, so
+# TensorFlow never enters $(VENV) nor the runtime image. lensgraph finds it as $(TF_VENV)/bin/python (or
+# $$LENSGRAPH_TF_PYTHON). Re-runs only when requirements-tf.txt changes; a no-op run takes milliseconds.
+TF_VENV ?= .venv-tf
+tf-env: $(TF_VENV)/.stamp-tf
+
+$(TF_VENV)/.stamp-tf: requirements-tf.txt
+	@test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TF_VENV)/bin/python -m pip install --quiet -r requirements-tf.txt
+	TF_CPP_MIN_LOG_LEVEL=3 $(TF_VENV)/bin/python -c "import tensorflow as tf, tf2onnx, onnxruntime; \
+	    print('$(TF_VENV): tensorflow', tf.__version__, 'tf2onnx', tf2onnx.__version__, 'onnxruntime', onnxruntime.__version__)"
+	@touch $@
+
 # `serve run serve_config.yaml` under a supervisor: SIGTERM or Ctrl-C drains requests and stops every
 # process it started (lensgraph/serve_supervisor.py; docs/reliability.md, "Stopping").
-run: setup models
+run: setup system-deps models
 	$(BIN)/lensgraph run serve_config.yaml
 
-test: setup system-deps models
+test: setup system-deps models tf-env
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The API fuzzed from its own OpenAPI schema (schemathesis), longer than `make test` does: FUZZ_EXAMPLES

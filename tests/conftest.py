@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.tf_support import imported_digits, require_tf, tf_saved_models  # noqa: F401 (fixtures)
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``tf``: TensorFlow in .venv-tf; skipped without it, a failure when CI=true (tests/tf_support.py)."""
+    require_tf(item)
 
 
 def _assets() -> Path | None:

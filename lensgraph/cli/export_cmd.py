@@ -2,7 +2,9 @@
 
 For a user's own network: ``lensgraph export --model-file model.py --class UNet
 --weights simple_unet.pth --input-shape 1,96,96 --output unet/``. Also takes our architectures
-(``--architecture resnet18``) and existing ONNX files (``--onnx detector.onnx --mean ... --std ...``).
+(``--architecture resnet18``), existing ONNX files (``--onnx detector.onnx --mean ... --std ...``) and
+TensorFlow SavedModels (``--saved-model mnist_model --task digits --repository model_repository
+--calibrate digits``: converted in .venv-tf, made by ``make tf-env``; this process never imports TensorFlow).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--architecture", help="a lensgraph architecture (see 'lensgraph export --list')")
     src.add_argument("--model-file", help="a Python file defining your model class")
     src.add_argument("--onnx", help="an existing ONNX file to validate and adapt")
+    src.add_argument("--saved-model", metavar="DIR",
+                     help="a TensorFlow SavedModel folder, converted with tf2onnx in .venv-tf (make tf-env)")
     src.add_argument("--list", action="store_true", help="list the built-in architectures")
     p.add_argument("--class", dest="class_name", help="class name inside --model-file")
     p.add_argument("--init-args", default="{}", help="JSON keyword arguments for the class constructor")
@@ -41,7 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--std", type=_floats, help="per-channel std in 0..255 pixel units, baked into the graph")
     p.add_argument("--bake-resize", action="store_true", help="classifiers: resize any HxW inside the graph")
     p.add_argument("--labels", help="labels file to place beside the model")
-    p.add_argument("--output", default="exported", help="output folder (model.onnx + model.yaml)")
+    p.add_argument("--output", "--out", dest="output", default=None,
+                   help="output folder (model.onnx + model.yaml; default: exported)")
+    sm = p.add_argument_group("--saved-model", "TensorFlow SavedModels (docs/models.md, 'Import a TensorFlow SavedModel')")
+    sm.add_argument("--signature", default="serving_default", help="the signature to convert (default serving_default)")
+    sm.add_argument("--name", help="model name in the repository (default: the SavedModel folder's name)")
+    sm.add_argument("--repository", metavar="ROOT",
+                    help="write <ROOT>/<name>/<version>/ (the model repository layout) instead of --output")
+    sm.add_argument("--version", type=int, help="repository version (default: one above the newest there; "
+                                                   "an existing version is replaced)")
+    sm.add_argument("--calibrate", choices=("digits",),
+                    help="digits: calibrate 'reliable' on the MNIST validation split into the card")
+    sm.add_argument("--target-accuracy", type=float, default=None,
+                    help="accuracy among reliable answers the calibration aims for (default 0.997, as lensgraph train digits)")
     p.set_defaults(func=run)
 
 
@@ -56,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
         for name, info in ARCHITECTURES.items():
             print(f"{name:<20} {info.kind:<18} input {tuple(info.input_shape)}  {info.description}")
         return 0
+    if args.saved_model:
+        return run_saved_model(args)
+    for option in ("repository", "version", "calibrate", "name", "target_accuracy"):
+        if getattr(args, option) is not None:
+            raise SystemExit(f"--{option.replace('_', '-')} applies to --saved-model only")
+    args.output = args.output or "exported"
     task = args.task or (_default_task(args.architecture) if args.architecture else "generic")
     fields: dict = {"name": Path(args.output).name or "model", "task": task, "bake_resize": args.bake_resize}
     if args.architecture:
@@ -97,3 +119,53 @@ def _default_task(architecture: str) -> str:
     if info is None:
         raise SystemExit(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     return {"classifier": "classification", "heatmap_landmarks": "landmark_heatmaps", "digits": "digits"}[info.kind]
+
+
+def run_saved_model(args: argparse.Namespace) -> int:
+    """``--saved-model DIR``: convert in the TensorFlow environment, check, calibrate, write card and folder."""
+    from lensgraph.export.saved_model import SavedModelError, default_name, import_saved_model, next_version
+
+    saved_model = Path(args.saved_model)
+    name = args.name or default_name(saved_model)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise SavedModelError(f"--name {name!r} may only hold letters, digits, '-' and '_'")
+    task = args.task or "generic"
+    if args.repository and args.output:
+        raise SavedModelError("give --repository ROOT or --output DIR, not both")
+    if args.repository:
+        root = Path(args.repository).expanduser().resolve()
+        version = args.version or next_version(root, name)
+        target = root / name / str(version)
+    else:
+        if args.version is not None:
+            raise SavedModelError("--version applies to --repository")
+        target, version = Path(args.output or "exported").expanduser().resolve(), 1
+    command = "lensgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    card = import_saved_model(saved_model, target, name, version, signature=args.signature, task=task,
+                              mean=args.mean, std=args.std, calibrate=args.calibrate,
+                              target_accuracy=args.target_accuracy, command=command,
+                              replace=bool(args.repository))
+    print(f"wrote {target / 'model.onnx'} and {target / 'model.yaml'}")
+    for io in ("inputs", "outputs"):
+        for spec_ in card[io]:
+            print(f"  {io[:-1]:<6} {spec_['name']:<14} {spec_['dtype']:<8} {spec_['shape']}")
+    print(f"  parity max |onnx - tensorflow| = {card['parity']['max_abs_diff']:.2e} (tolerance 1e-4) on "
+          f"{card['parity']['inputs'].split(':')[0]}")
+    if card.get("accuracy"):
+        acc = card["accuracy"]
+        print(f"  accuracy on {acc['digits']} MNIST test digits: {acc['onnx']:.2%} (tensorflow {acc['tensorflow']:.2%})")
+    options = card.get("options") or {}
+    if task == "digits":
+        print("  uncertainty: deterministic (no dropout in the serving graph), samples = 1")
+        at = (options.get("calibration") or {}).get("at_default_samples") or {}
+        if options.get("calibrated"):
+            print(f"  reliable when {options['uncertainty_score']} <= {options['reliability_threshold']:.4g} "
+                  f"(target {options['target_accuracy']:.2%}; held-out coverage {at.get('coverage', 0):.2%}, "
+                  f"accuracy {at.get('accuracy_accepted') or 0:.2%})")
+        elif args.calibrate:
+            print("  calibration: no threshold reaches the target on held-out digits: every answer is reliable: false")
+        else:
+            print("  not calibrated: every answer is reliable: false (add --calibrate digits)")
+    if args.repository and task == "digits":
+        print(f"  serve it as the digits model: args: {{models: {{digits: {name}}}}} in serve_config.yaml (docs/models.md)")
+    return 0

@@ -11,10 +11,17 @@ by ``lensgraph train digits``) with the threshold calibrated for the item's T, a
 energy (the graph's second output, from the eval-mode logits) and distance to the nearest training
 digit in the trunk's feature space (the third) with their calibrated thresholds: the MC spread
 misses inputs the network is confidently wrong about; docs/uncertainty.md.
+
+A digits model without mask inputs (an imported TensorFlow SavedModel, lensgraph.export.saved_model:
+its serving graph has no dropout to sample) is served deterministically: one pass, ``samples`` 1 in
+every answer whatever the request asked, ``reliable`` from the one softmax's score against the
+threshold its card was calibrated with (refused, hence ``uncalibrated``, when the card's calibration
+names another ONNX file than the one served), no energy or distance rule.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -27,6 +34,10 @@ from lensgraph.uncertainty.mc_dropout import make_masks, summarize
 
 MAX_SAMPLES = 200
 DEFAULT_SAMPLES = 30
+DETERMINISTIC = "deterministic"
+MC_DROPOUT = "mc_dropout"
+
+logger = logging.getLogger(__name__)
 
 
 def not_reliable_reason(in_distribution: bool | None, threshold: float | None) -> str:
@@ -44,6 +55,13 @@ class DigitRunner(ModelRunner):
     def __init__(self, entry: ModelEntry, session_config: SessionConfig = SessionConfig()) -> None:
         super().__init__(entry, session_config)
         options = entry.card.get("options") or {}
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        # No dropout masks to feed: the graph is one deterministic pass (an imported model).
+        self.deterministic = not {"mask1", "mask2"} <= set(inputs)
+        self.calibration_refused: str | None = None
+        if self.deterministic:
+            self._init_deterministic(options, inputs[self.input_name].shape)
+            return
         self.dropout_p = float(options.get("dropout_p", 0.5))
         self.card_samples = int(options.get("mc_samples") or DEFAULT_SAMPLES)
         self.score = options.get("uncertainty_score")
@@ -61,6 +79,36 @@ class DigitRunner(ModelRunner):
         self.threshold_override: float | None = None
         self._rng = np.random.default_rng()  # items without a seed: fresh OS entropy once, then this stream
 
+    def _init_deterministic(self, options: dict[str, Any], input_shape: list) -> None:
+        """One pass per image; the card's calibration is used only for the ONNX file it was made on."""
+        from lensgraph.repository.weights import sha256_file
+
+        self.dropout_p = 0.0
+        self.card_samples = 1
+        self.score = options.get("uncertainty_score")
+        self.thresholds = {int(k): v for k, v in (options.get("thresholds") or {}).items() if v is not None}
+        expected = (options.get("calibration") or {}).get("model_sha256")
+        if self.thresholds and expected is not None:
+            actual = sha256_file(self.entry.onnx_path)
+            if actual != expected:
+                self.calibration_refused = (
+                    f"the card's calibration was made for model.onnx sha256 {expected[:12]}..., this one is "
+                    f"{actual[:12]}...; re-import with 'lensgraph export --saved-model ... --calibrate digits'")
+                logger.warning("%s: calibration refused: %s", self.entry.name, self.calibration_refused)
+                self.thresholds = {}
+        elif self.thresholds:
+            self.calibration_refused = "the card's calibration names no model sha256 to check it against"
+            self.thresholds = {}
+        self.card_energy_threshold = self.energy_threshold = None
+        self.card_distance_threshold = self.distance_threshold = None
+        self.has_energy = self.has_distance = False
+        self.target_accuracy = options.get("target_accuracy")
+        self.mask_sizes = (0, 0)
+        self.input_rank = len(input_shape)  # [N, 28, 28, 1] as exported; [N, 28, 28] also served
+        self.samples_override = None
+        self.threshold_override = None
+        self._rng = np.random.default_rng()
+
     @property
     def default_samples(self) -> int:
         return int(self.samples_override or self.card_samples)
@@ -72,6 +120,8 @@ class DigitRunner(ModelRunner):
 
     def run_session(self, batch: np.ndarray, mask1: np.ndarray | None = None, mask2: np.ndarray | None = None):
         """Without masks: the deterministic pass (T=1, all-ones masks), as the health check uses."""
+        if self.deterministic:
+            return self.session.run(None, {self.input_name: batch})
         if mask1 is None or mask2 is None:
             f, h = self.mask_sizes
             mask1 = np.ones((1, len(batch), f), np.float32)
@@ -79,6 +129,8 @@ class DigitRunner(ModelRunner):
         return self.session.run(None, {self.input_name: batch, "mask1": mask1, "mask2": mask2})
 
     def run_batch(self, items: list[tuple[np.ndarray, int | None, int | None]]) -> list[dict[str, Any]]:
+        if self.deterministic:
+            return self._run_deterministic(items)
         f, h = self.mask_sizes
         counts = [int(samples or self.default_samples) for _, samples, _ in items]
         t_max, n = max(counts), len(items)
@@ -96,6 +148,19 @@ class DigitRunner(ModelRunner):
         return [self._answer(probs[:t, i : i + 1], t, None if energy is None else float(energy[i]),
                              None if distance is None else float(distance[i]))
                 for i, t in enumerate(counts)]
+
+    def _run_deterministic(self, items: list[tuple[np.ndarray, int | None, int | None]]) -> list[dict[str, Any]]:
+        """One pass for the batch; ``samples`` and ``seed`` of the items change nothing (T is always 1)."""
+        images = np.stack([image for image, _, _ in items])
+        if self.input_rank == 4:
+            images = images[..., None]
+        probs = self.run_session(images)[0]  # [n, 10]
+        answers = []
+        for i in range(len(items)):
+            answer = self._answer(probs[None, i : i + 1], 1)
+            answer["uncertainty"]["method"] = DETERMINISTIC
+            answers.append(answer)
+        return answers
 
     def in_distribution(self, energy: float | None, distance: float | None) -> bool | None:
         """Both feature-space rules that apply pass; None when neither is calibrated."""
@@ -121,10 +186,27 @@ class DigitRunner(ModelRunner):
             "uncertainty": {**summary.row(0), "samples": samples, "score": self.score, "threshold": threshold,
                             "energy": energy, "energy_threshold": self.energy_threshold,
                             "distance": distance, "distance_threshold": self.distance_threshold,
-                            "in_distribution": known},
+                            "in_distribution": known, "method": MC_DROPOUT},
         }
 
     def describe(self) -> dict[str, Any]:
+        if self.deterministic:
+            return {
+                "method": DETERMINISTIC,
+                "why": "the model's graph has no dropout to sample (an imported SavedModel runs in inference "
+                       "mode): one pass per image, samples is always 1",
+                "default_samples": 1,
+                "max_samples": 1,
+                "dropout_p": None,
+                "score": self.score,
+                "threshold_at_default_samples": self.threshold(1),
+                "energy_threshold": None,
+                "distance_threshold": None,
+                "threshold_overridden": self.threshold_override is not None,
+                "target_accuracy": self.target_accuracy,
+                "calibrated": bool(self.thresholds),
+                "calibration_refused": self.calibration_refused,
+            }
         return {
             "method": "Monte-Carlo dropout, trunk once per image, head T times in one batched call",
             "default_samples": self.default_samples,

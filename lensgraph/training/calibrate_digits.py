@@ -211,6 +211,78 @@ def calibrate(
     return record
 
 
+# Scores that mean something for ONE pass (an imported model served without MC dropout): at T = 1 the
+# predictive entropy is the softmax entropy, and mutual information and variation ratio are always 0.
+DETERMINISTIC_SCORES = ("predictive_entropy", "one_minus_max_prob")
+
+
+def calibrate_deterministic(
+    predict,
+    model_sha256: str,
+    target_accuracy: float = DEFAULT_TARGET,
+    seed: int = 0,
+    score: str = DEFAULT_SCORE,
+    confidence: float | None = DEFAULT_CONFIDENCE,
+    log=print,
+) -> dict[str, Any]:
+    """The ``reliable`` threshold of a digits model served deterministically (T = 1), e.g. an imported
+    TensorFlow SavedModel whose serving graph has no dropout to sample (docs/uncertainty.md).
+
+    Same split, views, target and Wilson bound as :func:`calibrate`: the ``val`` digits (never the test
+    set), half of them as uploads, through ``prepare_digit``; ``predict`` maps uint8 [N, 28, 28] to
+    probabilities [N, 10]. The record names the sha256 of the ONNX file it was measured on, and the
+    runner refuses it for any other file. No energy or distance rule: the imported graph exposes
+    neither logits nor trunk features, so ``in_distribution`` stays null.
+    """
+    from lensgraph.datasets.mnist import VAL_SIZE, load_split
+    from lensgraph.training.upload_views import mixed_views
+    from lensgraph.uncertainty.calibration import auroc, choose_threshold
+    from lensgraph.uncertainty.mc_dropout import summarize
+
+    if score not in DETERMINISTIC_SCORES:
+        raise ValueError(f"score {score!r} is constant for one pass; use one of {DETERMINISTIC_SCORES}")
+    val = load_split("val")
+    images = mixed_views(val.images, [seed, 5])
+    probs = np.asarray(predict(images), dtype=np.float64)
+    if probs.shape != (len(images), 10):
+        raise ValueError(f"the model returned {probs.shape} for {len(images)} digits, expected [N, 10]")
+    summary = summarize(probs[None])
+    correct = summary.prediction == val.labels
+    choice = choose_threshold(summary.score(score), correct, target_accuracy, confidence)
+    threshold = float(choice.threshold) if choice.met else None
+    log(f"  T=1    val accuracy {correct.mean():.4%}  threshold {choice.threshold:.5g}  "
+        f"coverage {choice.coverage:.2%}  accuracy accepted {choice.accuracy:.4%}")
+    return {
+        "about": "reliability threshold of an imported digits model served deterministically (T = 1); written by "
+                 "'lensgraph export --saved-model ... --calibrate digits' (see docs/uncertainty.md)",
+        "weights_sha256": model_sha256,
+        "method": "deterministic",
+        "dropout_p": None,
+        "score": score,
+        "rule": f"reliable when {score} (of the one softmax) <= threshold",
+        "target_accuracy": float(target_accuracy),
+        "confidence": confidence,
+        "default_samples": 1,
+        "thresholds": {1: threshold},
+        "energy": None,
+        "distance": None,
+        "split": f"val: MNIST training images {60000 - VAL_SIZE}..59999 (never the test set), through prepare_digit, "
+                 "half of them as uploads (upload_views.mixed_views)",
+        "seed": seed,
+        "details": {1: {
+            "accuracy_all": round(float(correct.mean()), 6),
+            "coverage": round(choice.coverage, 6),
+            "accuracy_accepted": None if not choice.met else round(choice.accuracy, 6),
+            "accuracy_lower_bound": None if choice.accuracy_lower_bound is None else round(choice.accuracy_lower_bound, 6),
+            "accepted": choice.accepted,
+            "met": choice.met,
+        }},
+        "val_error_auroc": {} if correct.all() else
+        {s: round(auroc(summary.score(s), ~correct), 5) for s in DETERMINISTIC_SCORES},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def load_model(weights: Path, dropout: float = 0.5, hidden: int = 128):
     """A DigitCNN with the state dict at ``weights`` (strict), in eval mode."""
     from lensgraph.architectures.digit_cnn import DigitCNN
