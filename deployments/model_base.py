@@ -1,9 +1,9 @@
 """What every model deployment shares: an ONNX Runtime session from the model repository, dynamic
 batching through ``@serve.batch``, live batching settings from ``user_config``, a real health check.
 
-A model deployment subclasses ``BatchedModel`` and names its settings class and its runner
-(lensgraph.inference): the Ray-free object that owns the session and implements
-``run_batch(items) -> results``. The deployment adds batching, live settings and health.
+The model's card says its task; deployments/tasks.py gives the task's runner (lensgraph.inference:
+the Ray-free object that owns the session and implements ``run_batch(items) -> results``) and its
+settings class. The deployment adds batching, live settings and health.
 """
 
 from __future__ import annotations
@@ -14,65 +14,54 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.settings import MAX_CONCURRENT_BATCHES, ModelSettings
+from deployments.tasks import TaskServing, serving_for
 from lensgraph import settings as lg_settings
 from lensgraph.errors import ModelUnavailable
 from lensgraph.inference.model_runner import ModelRunner
 from lensgraph.repository.store import ModelEntry, find_model
-from lensgraph.runtime.session import SessionConfig, default_threads
 
 logger = logging.getLogger("ray.serve")
 
-# Upper bound of ``inference_threads``: Serve fixes max_concurrent_batches when the class is defined;
-# the live setting is the number of threads that run the formed batches.
-MAX_CONCURRENT_BATCHES = 2
 
+def weights_hint(model_name: str) -> str:
+    """configs/models.yaml's ``weights_hint`` for a model that was not built: how to provide its weights."""
+    from lensgraph.repository.spec import load_models_config
 
-class ModelSettings(BaseModel):
-    """``user_config`` of a model deployment; changes apply to live replicas without a restart."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(16, ge=1, le=1024)
-    batch_wait_timeout_s: float = Field(0.0, ge=0.0, le=1.0, description=(
-        "0: a batch is whatever queued while the previous one ran (no added latency when idle)"))
-    inference_threads: int = Field(1, ge=1, le=MAX_CONCURRENT_BATCHES, description=(
-        "batches run at once, each on its own thread over the same session"))
-    intra_op_threads: int | None = Field(None, ge=1, le=256, description="default: the replica's num_cpus")
-    inter_op_threads: int = Field(1, ge=1, le=64)
-    graph_optimization: str = Field("all", pattern="^(disable|basic|extended|all)$")
-    providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
-
-    def session_config(self) -> SessionConfig:
-        return SessionConfig(
-            intra_op_threads=self.intra_op_threads or default_threads(),
-            inter_op_threads=self.inter_op_threads,
-            graph_optimization=self.graph_optimization,
-            providers=tuple(self.providers),
-        )
+    try:
+        spec = load_models_config(Path(__file__).resolve().parents[1] / "configs" / "models.yaml").get(model_name)
+    except Exception:  # noqa: BLE001 - a hint is optional; the reason stands without it
+        return ""
+    return spec.weights_hint if spec is not None else ""
 
 
 class BatchedModel:
     """Base of the model deployments (not a deployment itself)."""
 
-    settings_class: ClassVar[type[ModelSettings]] = ModelSettings
-    runner_class: ClassVar[type[ModelRunner]] = ModelRunner
-
     def __init__(self, model_name: str, repository: str | None = None, version: int | None = None) -> None:
         self.model_name = model_name
         self.entry: ModelEntry | None = None
+        self.serving: TaskServing | None = None
         self.unavailable_reason = ""
+        self.root = lg_settings.model_repository_dir(repository)
         try:
-            self.entry = find_model(lg_settings.model_repository_dir(repository), model_name, version)
-        except ModelUnavailable as exc:
+            self.entry = find_model(self.root, model_name, version)
+            self.serving = serving_for(self.entry.card.get("task"))
+        except (ModelUnavailable, ValueError) as exc:
             # Stay up without the model: its routes answer 503 with this reason, the others keep serving.
-            self.unavailable_reason = exc.message
-            logger.warning("%s unavailable: %s", model_name, exc.message)
+            self.entry = None
+            self.unavailable_reason = exc.message if isinstance(exc, ModelUnavailable) else str(exc)
+            hint = weights_hint(model_name)
+            if hint:
+                self.unavailable_reason += f"; its weights: {hint}"
+            logger.warning("%s unavailable: %s", model_name, self.unavailable_reason)
+        self.settings_class = self.serving.settings if self.serving else ModelSettings
         self.settings = self.settings_class()
         self.runner: ModelRunner | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -84,16 +73,25 @@ class BatchedModel:
 
     # -- configuration -------------------------------------------------------------------------
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
-        """Serve calls this with ``user_config`` at start and on every config change."""
-        self._apply(self.settings_class.model_validate(user_config or {}))
+        """Serve calls this with ``user_config`` at start and on every config change.
+
+        Without its model the replica keeps only the shared settings: the task's own cannot be checked."""
+        values = dict(user_config or {})
+        if self.serving is None:
+            values = {k: v for k, v in values.items() if k in ModelSettings.model_fields}
+        self._apply(self.settings_class.model_validate(values))
 
     def _apply(self, new: ModelSettings) -> None:
+        pinned_before = self.settings.version is not None
+        if self.entry is not None and (new.version not in (None, self.entry.version)
+                                       or (new.version is None and pinned_before)):
+            self._swap_version(new)  # a new pin, or back to the newest when the pin is removed
         if self.entry is not None:
             if self.runner is None:
-                self.runner = self.runner_class(self.entry, new.session_config())
+                self.runner = self.serving.runner(self.entry, new.session_config())
             else:
                 self.runner.configure(new.session_config())
-            self.configure_runner(self.runner, new)
+            self.serving.configure(self.runner, new)
         if self._executor is None or new.inference_threads != self.settings.inference_threads:
             # Batches run on these threads (ONNX Runtime releases the GIL) while the event loop keeps
             # queueing; several threads with one intra-op thread each avoid ORT's own thread-pool
@@ -106,8 +104,16 @@ class BatchedModel:
         self.settings = new
         logger.info("%s: settings %s", self.model_name, new.model_dump())
 
-    def configure_runner(self, runner: ModelRunner, settings: ModelSettings) -> None:
-        """Hand the deployment's own settings (beyond the session's) to the runner."""
+    def _swap_version(self, new: ModelSettings) -> None:
+        """Serve another version of the model: loaded beside the current one, then swapped in, so batches
+        already running finish on the old session and none fails (docs/models.md, "Versions")."""
+        entry = find_model(self.root, self.model_name, new.version)  # ModelUnavailable names the versions there are
+        if entry.card.get("task") != self.entry.card.get("task"):
+            raise ValueError(f"{self.model_name} version {entry.version} serves task {entry.card.get('task')!r}, "
+                             f"not {self.entry.card.get('task')!r}: serve it under its own name")
+        runner = self.serving.runner(entry, new.session_config())
+        logger.info("%s: version %s -> %s", self.model_name, self.entry.version, entry.version)
+        self.entry, self.runner = entry, runner
 
     def require_model(self) -> ModelEntry:
         if self.entry is None:
@@ -115,8 +121,10 @@ class BatchedModel:
         return self.entry
 
     # -- batching ------------------------------------------------------------------------------
-    async def infer(self, item: Any) -> Any:
-        """Queue one item for the next batch (fails fast when the model is unavailable)."""
+    async def infer(self, item: Any) -> tuple[int, Any]:
+        """Queue one item for the next batch (fails fast when the model is unavailable).
+
+        Returns (the version that answered, the result): the ingress labels answers with it."""
         self.require_model()
         self.in_flight += 1
         try:
@@ -129,10 +137,13 @@ class BatchedModel:
         self.batch_sizes[len(items)] += 1
         self.items_served += len(items)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_batch, items)
+        runner = self.runner  # a version swap during the batch leaves this one to finish on its session
+        results = await loop.run_in_executor(self._executor, runner.serve_batch, items)
+        return [(runner.entry.version, result) for result in results]
 
     def run_batch(self, items: list[Any]) -> list[Any]:
-        return self.runner.run_batch(items)
+        """One batch on the current runner, without Serve (tests and tools)."""
+        return self.runner.serve_batch(items)
 
     # -- observability -------------------------------------------------------------------------
     async def check_health(self) -> None:
@@ -166,6 +177,7 @@ class BatchedModel:
             "inputs": card.get("inputs", []),
             "outputs": card.get("outputs", []),
             "preprocessing": card.get("preprocessing", {}),
+            "options": card.get("options", {}),  # postprocessing defaults the routes read (thresholds, tiling)
             "batching": {
                 "max_batch_size": self.settings.max_batch_size,
                 "batch_wait_timeout_s": self.settings.batch_wait_timeout_s,

@@ -249,12 +249,16 @@ class LocalCluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def serve_config_for_test(source: Path, target: Path, port: int, overrides: dict | None = None) -> Path:
-    """A copy of a serve config bound to 127.0.0.1:<port>, with per-deployment overrides."""
+def serve_config_for_test(source: Path, target: Path, port: int, overrides: dict | None = None,
+                          edit=None) -> Path:
+    """A copy of a serve config bound to 127.0.0.1:<port>, with per-deployment overrides and, when given,
+    ``edit(config)`` applied to the parsed config (to add served models, say)."""
     config = yaml.safe_load(source.read_text())
     config["http_options"] = {**config.get("http_options", {}), "host": "127.0.0.1", "port": port}
     for app in config.get("applications", []):
         for deployment in app.get("deployments", []):
             deployment.update((overrides or {}).get(deployment["name"], {}))
+    if edit is not None:
+        edit(config)
     target.write_text(yaml.safe_dump(config, sort_keys=False))
     return target

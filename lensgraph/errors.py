@@ -49,6 +49,12 @@ class ModelUnavailable(LensgraphError):
     status, code = 503, "model_unavailable"
 
 
+class UnknownModel(LensgraphError):
+    """``?model=`` names no served model (or one of another task)."""
+
+    status, code = 404, "unknown_model"
+
+
 class Overloaded(LensgraphError):
     """The service is at its limit: refused at once, with when to try again (``Retry-After``)."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from lensgraph.errors import Overloaded
 
-MODEL_ROUTES = frozenset({"/v1/classify", "/v1/faces", "/v1/landmarks", "/v1/digits"})
+MODEL_ROUTES = frozenset({"/v1/classify", "/v1/faces", "/v1/landmarks", "/v1/digits", "/v1/detect"})
 
 
 class Admission:

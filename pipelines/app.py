@@ -1,9 +1,10 @@
 """Application builder: wires the deployments into one graph for ``serve run serve_config.yaml``.
 
 The root is the Preprocessor, the HTTP ingress that decodes and prepares each upload; it holds a
-handle to every model deployment and calls each directly (one hop per model). Every deployment is
-always part of the graph (serve_config.yaml configures each by name). A model missing from the
-repository starts its deployment without a session: its routes answer 503 with the reason and
+handle to every served model's deployment and calls each directly (one hop per model). Every
+served model is its own deployment of the one model class (deployments/model.py), named in
+``args.models``; serve_config.yaml configures each deployment by that name. A model missing from
+the repository starts its deployment without a session: its routes answer 503 with the reason and
 /v1/models lists it as unavailable, so one missing model never takes the others down.
 """
 
@@ -12,19 +13,10 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from deployments.classifier import Classifier
-from deployments.digit_classifier import DigitClassifier
-from deployments.face_detector import FaceDetector
-from deployments.landmark_model import LandmarkModel
+from deployments.model import Model
 from lensgraph import settings
+from lensgraph.serving_plan import ServedModel, served_models
 from pipelines.ingress import Preprocessor
-
-DEPLOYMENTS = {
-    "classifier": Classifier,
-    "face_detector": FaceDetector,
-    "landmarks": LandmarkModel,
-    "digits": DigitClassifier,
-}
 
 
 class AppArgs(BaseModel):
@@ -33,21 +25,21 @@ class AppArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
     repository: str | None = Field(None, description="model repository (default $LENSGRAPH_MODEL_REPOSITORY)")
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
-    models: dict[str, str] = Field(
-        default_factory=lambda: {role: role for role in DEPLOYMENTS},
-        description="role -> model name in the repository (e.g. classifier: resnet18)",
-    )
+    models: dict[str, ServedModel | str | None] = Field(default_factory=dict, description=(
+        "served name -> {model, version, deployment, default}, merged over the four built-in models "
+        "(classifier, face_detector, landmarks, digits); a string is the repository model to serve under that "
+        "name (e.g. digits: mnist_model); null removes a built-in (docs/models.md)"))
+
+    def served(self) -> dict[str, ServedModel]:
+        return served_models(self.models)
 
 
 def build_app(args: dict | None = None) -> Application:
     parsed = AppArgs.model_validate(args or {})
-    unknown = set(parsed.models) - set(DEPLOYMENTS)
-    if unknown:
-        raise ValueError(f"unknown model roles {sorted(unknown)}; roles are {sorted(DEPLOYMENTS)}")
     root = str(settings.model_repository_dir(parsed.repository))
-    names = {role: parsed.models.get(role, role) for role in DEPLOYMENTS}
-    bound = {role: DEPLOYMENTS[role].bind(names[role], root) for role in DEPLOYMENTS}
-    return Preprocessor.bind(bound, parsed.max_upload_bytes)
+    served = parsed.served()
+    bound = {name: Model.options(name=s.deployment).bind(s.model, root, s.version) for name, s in served.items()}
+    return Preprocessor.bind(bound, parsed.max_upload_bytes, {name: s.default for name, s in served.items()})
 
 
 app = build_app

@@ -3,7 +3,8 @@
 
 Known keys come from Ray's own schema classes (so the check follows Ray upgrades); lensgraph's
 own ``args`` and every deployment's ``user_config`` are validated by the same pydantic models
-the application uses at run time.
+the application uses at run time: a model deployment's by its task's settings (deployments/tasks.py),
+the task read from configs/models.yaml or, for a model added to the repository by hand, its card.
 """
 
 from __future__ import annotations
@@ -24,18 +25,17 @@ from ray.serve.schema import (
     ServeDeploySchema,
 )
 
-from deployments.classifier import Classifier
-from deployments.digit_classifier import DigitClassifier
-from deployments.face_detector import FaceDetector
-from deployments.landmark_model import LandmarkModel
+from deployments.settings import ModelSettings
+from deployments.tasks import TASKS
+from lensgraph import settings as lg_settings
+from lensgraph.errors import InvalidRequest, ModelUnavailable
+from lensgraph.repository.spec import load_models_config
+from lensgraph.repository.store import find_model
 from pipelines.app import AppArgs
 from pipelines.ingress import PreprocessorSettings
 
 APP_IMPORT_PATH = "pipelines.app:build_app"
-DEPLOYMENT_SETTINGS: dict[str, type[BaseModel]] = {
-    "Preprocessor": PreprocessorSettings,  # the HTTP ingress
-    **{d.name: d.func_or_class.settings_class for d in (FaceDetector, LandmarkModel, Classifier, DigitClassifier)},
-}
+MODELS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "models.yaml"
 NESTED = {
     ServeDeploySchema: {"http_options": HTTPOptionsSchema, "logging_config": LoggingConfig},
     ServeApplicationSchema: {"logging_config": LoggingConfig},
@@ -85,19 +85,44 @@ def check(config: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _task_of(model: str, args: AppArgs) -> str | None:
+    """The task of a repository model: configs/models.yaml's entry, else the built card's, else None."""
+    try:
+        specs = load_models_config(MODELS_CONFIG)
+    except InvalidRequest:
+        specs = {}
+    if model in specs:
+        return specs[model].task
+    try:
+        return find_model(lg_settings.model_repository_dir(args.repository), model).card.get("task")
+    except ModelUnavailable:
+        return None
+
+
+def deployment_settings(args: AppArgs) -> dict[str, type[BaseModel]]:
+    """Deployment name -> the class its ``user_config`` is validated with, for the app's served models."""
+    out: dict[str, type[BaseModel]] = {"Preprocessor": PreprocessorSettings}  # the HTTP ingress
+    for served in args.served().values():
+        serving = TASKS.get(str(_task_of(served.model, args)))
+        out[served.deployment] = serving.settings if serving else ModelSettings
+    return out
+
+
 def _check_lensgraph_app(app: dict[str, Any], where: str) -> list[str]:
     problems = []
     try:
-        AppArgs.model_validate(app.get("args") or {})
-    except ValidationError as exc:
-        problems += [f"{where}args.{e}" for e in _errors(exc)]
+        args = AppArgs.model_validate(app.get("args") or {})
+        known = deployment_settings(args)
+    except (ValidationError, ValueError) as exc:
+        lines = _errors(exc) if isinstance(exc, ValidationError) else [str(exc)]
+        return [f"{where}args.{e}" for e in lines]
     for j, deployment in enumerate(app.get("deployments") or []):
         here = f"{where}deployments[{j}]."
         name = deployment.get("name")
-        if name not in DEPLOYMENT_SETTINGS:
-            problems.append(f"{here}name: no deployment {name!r} in lensgraph; known: {sorted(DEPLOYMENT_SETTINGS)}")
+        if name not in known:
+            problems.append(f"{here}name: no deployment {name!r} in lensgraph; known: {sorted(known)}")
             continue
-        settings_class = DEPLOYMENT_SETTINGS[name]
+        settings_class = known[name]
         user_config = deployment.get("user_config")
         try:
             settings = settings_class.model_validate(user_config or {})

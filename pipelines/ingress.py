@@ -25,11 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from lensgraph.errors import DeadlineExceeded, ModelUnavailable
+from lensgraph.errors import DeadlineExceeded, ModelUnavailable, UnknownModel
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
-from lensgraph.routes import classify, digits, faces, landmarks
+from lensgraph.routes import classify, detect, digits, faces, landmarks
 from lensgraph.routes.faces import DEFAULT_MIN_FACE
 from lensgraph.security import redact
+from lensgraph.serving_plan import CONVENTIONAL, ROUTE_TASKS, choose
 from pipelines import admission, errors, guard
 from pipelines.admission import AdmissionMiddleware
 from pipelines.guard import GuardMiddleware
@@ -37,6 +38,7 @@ from pipelines.http_inputs import openapi_extra, read_image, request_deadline
 from pipelines.model_calls import ModelCalls
 from pipelines.schemas import (
     ClassifyResponse,
+    DetectResponse,
     DigitResponse,
     ErrorResponse,
     FacesResponse,
@@ -47,7 +49,7 @@ from pipelines.schemas import (
 )
 
 logger = logging.getLogger("ray.serve")
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503, 504)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)}
 IMAGE_ROUTE = openapi_extra(image=True)  # the requestBody and headers the routes read by hand
 OTHER_ROUTE = openapi_extra(image=False)
 
@@ -68,12 +70,13 @@ class PreprocessorSettings(BaseModel):
     max_image_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(40_000_000, ge=1024, description="decoded pixels, checked from the header")
     face_crop_scale: float = Field(1.0, gt=0.5, le=2.0, description="landmark crop side / face box side")
-    face_tile_width: int = Field(800, ge=160, le=8192, description=(
+    # Face search tiling: unset, the detector card's options decide (configs/models.yaml; 800, 0.5, 64, 0.7).
+    face_tile_width: int | None = Field(None, ge=160, le=8192, description=(
         "photo pixels per face-detector tile (the smaller, the smaller the faces found, and the more tiles)"))
-    face_tile_overlap: float = Field(0.5, ge=0.0, le=0.75, description="share of a tile its neighbours overlap")
-    face_max_tiles: int = Field(64, ge=0, le=256, description=(
+    face_tile_overlap: float | None = Field(None, ge=0.0, le=0.75, description="share of a tile its neighbours overlap")
+    face_max_tiles: int | None = Field(None, ge=0, le=256, description=(
         "tiles per photo at most (0: whole photo only); larger photos get larger tiles"))
-    face_tile_score_threshold: float = Field(0.7, ge=0.0, le=1.0, description=(
+    face_tile_score_threshold: float | None = Field(None, ge=0.0, le=1.0, description=(
         "score a face found in a tile needs (at least the request's score_threshold too)"))
     decode_threads: int = Field(
         0, ge=0, le=64,
@@ -102,8 +105,11 @@ class PreprocessorSettings(BaseModel):
 @serve.deployment(name="Preprocessor", max_ongoing_requests=256)
 @serve.ingress(app)
 class Preprocessor:
-    def __init__(self, models: dict[str, DeploymentHandle], max_upload_bytes: int) -> None:
-        self.models = models
+    def __init__(self, models: dict[str, DeploymentHandle], max_upload_bytes: int,
+                 defaults: dict[str, bool] | None = None) -> None:
+        self.models = models  # served name -> its deployment (pipelines/app.py, lensgraph/serving_plan.py)
+        self.defaults = {name: bool((defaults or {}).get(name)) for name in models}
+        self._picked: dict[tuple[str, str | None], str] = {}
         self.call = ModelCalls(models)  # counted, retried once when a model replica dies
         self.max_upload_bytes = max_upload_bytes
         self.settings = PreprocessorSettings()
@@ -128,7 +134,7 @@ class Preprocessor:
                 old.shutdown(wait=False)
         tiles = ("face_crop_scale", "face_tile_width", "face_tile_overlap", "face_max_tiles", "face_tile_score_threshold")
         if any(getattr(new, name) != getattr(self.settings, name) for name in tiles):
-            self._geometry.pop("faces", None)
+            self._geometry = {k: v for k, v in self._geometry.items() if k[0] != "faces"}
         admission.ADMISSION.set_limit(new.max_in_flight)  # through the module: see guard.GUARD above
         guard.GUARD.configure(new)  # rate limits, and the key file read again
         self.settings = new
@@ -161,29 +167,59 @@ class Preprocessor:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    def _geometry_of(self, key: str, make):
-        """A route's input geometry, derived from the model cards once per replica (``make()``)."""
+    def _geometry_of(self, key: tuple[str, ...], make):
+        """A route's input geometry for its models, derived from their cards once per replica (``make()``)."""
         geometry = self._geometry.get(key)
         if geometry is None:
             geometry = self._geometry[key] = make()
         return geometry
 
-    async def _card(self, role: str) -> dict[str, Any]:
-        """The model deployment's card (its ``info()``), fetched once; 503 with the reason when unavailable.
+    async def _info(self, name: str) -> dict[str, Any]:
+        """A served model's ``info()`` (its card and live settings), fetched once when it is available.
 
         Concurrent first requests share one fetch, so a burst at start-up does not flood the model's queue."""
-        info = self._cards.get(role)
+        info = self._cards.get(name)
         if info is None:
-            pending = self._card_fetches.get(role)
+            pending = self._card_fetches.get(name)
             if pending is None:
-                pending = self._card_fetches[role] = asyncio.ensure_future(self.call(role, "info"))
-                pending.add_done_callback(lambda _: self._card_fetches.pop(role, None))
+                pending = self._card_fetches[name] = asyncio.ensure_future(self.call(name, "info"))
+                pending.add_done_callback(lambda _: self._card_fetches.pop(name, None))
             info = await asyncio.shield(pending)  # one waiter's deadline must not cancel the others' fetch
             if info.get("available"):
-                self._cards[role] = info  # a loaded model's card does not change under a replica
-        if not info.get("available"):
-            raise ModelUnavailable(f"{role} is unavailable: {info.get('reason')}")
+                self._cards[name] = info  # a loaded model's card does not change under a replica
         return info
+
+    async def _card(self, name: str) -> dict[str, Any]:
+        """The model's card; 503 with the reason when it is unavailable."""
+        info = await self._info(name)
+        if not info.get("available"):
+            raise ModelUnavailable(f"{name} is unavailable: {info.get('reason')}")
+        return info
+
+    async def _run(self, name: str, card: dict[str, Any], method: str, *args: Any) -> tuple[dict[str, Any], Any]:
+        """Call a model; the answer's card is the version that answered (a live version change re-reads it)."""
+        version, result = await self.call(name, method, *args)
+        if version != card.get("version"):
+            self._cards.pop(name, None)
+            card = await self._card(name)
+        return card, result
+
+    async def _pick(self, route: str, requested: str | None) -> tuple[str, dict[str, Any]]:
+        """The served model that answers ``route`` (``?model=`` or the route's default) and its card."""
+        name = self._picked.get((route, requested))
+        if name is None:
+            tasks: dict[str, str | None] = {}
+            if requested is not None and requested in self.models:
+                tasks[requested] = (await self._card(requested)).get("task")
+            elif requested is None and (any(self.defaults.values()) or CONVENTIONAL[route] not in self.models):
+                infos = await asyncio.gather(*(self._info(n) for n in self.models))
+                tasks = {n: i.get("task") if i.get("available") else None for n, i in zip(self.models, infos)}
+            name = choose(route, requested, self.defaults, tasks)
+            task = (await self._card(name)).get("task")
+            if task not in ROUTE_TASKS[route]:
+                raise UnknownModel(f"model {name!r} serves task {task!r}, not {' or '.join(ROUTE_TASKS[route])}")
+            self._picked[(route, requested)] = name
+        return name, await self._card(name)
 
     # -- routes ----------------------------------------------------------------------------------
     @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, summary="ImageNet top-k",
@@ -195,17 +231,19 @@ class Preprocessor:
         embedding: bool = Query(False, description="also return the embedding vector"),
         profile: Literal["standard", "zoom-crop-pad"] = Query("standard", description="preprocessing: docs/api.md"),
         seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes zoom-crop-pad's crop reproducible"),
+        model: str | None = Query(None, max_length=64, description=(
+            "a served classification model (GET /v1/models); default: the app's default classifier")),
     ) -> JSONResponse:
-        return await self._admit(request, self._classify(request, top_k, embedding, profile, seed))
+        return await self._admit(request, self._classify(request, top_k, embedding, profile, seed, model))
 
-    async def _classify(self, request: Request, top_k: int, embedding: bool, profile: str, seed: int | None
-                        ) -> JSONResponse:
-        card = await self._card("classifier")
-        geometry = self._geometry_of("classify", lambda: classify.ClassifyGeometry.from_card(card))
+    async def _classify(self, request: Request, top_k: int, embedding: bool, profile: str, seed: int | None,
+                        model: str | None = None) -> JSONResponse:
+        name, card = await self._pick("classify", model)
+        geometry = self._geometry_of(("classify", name, card["version"]), lambda: classify.ClassifyGeometry.from_card(card))
         classify.check(geometry, top_k, profile)
         data = await read_image(request, self.max_upload_bytes)
         crop = await self._cpu(lambda: classify.prepare(self._decode(data).pixels, geometry, profile, seed))
-        result = await self.call("classifier", "classify", crop, top_k, embedding)
+        card, result = await self._run(name, card, "classify", crop, top_k, embedding)
         return JSONResponse(classify.answer(card, profile, result))
 
     @app.post("/v1/faces", response_model=FacesResponse, responses=ERRORS, summary="faces and 15 landmarks each",
@@ -220,15 +258,20 @@ class Preprocessor:
             "faces per photo at most, best first (default: the FaceDetector deployment's max_faces, 100)")),
         min_face: int = Query(DEFAULT_MIN_FACE, ge=8, le=4096, description=(
             "the smallest face height (px) to search for: larger values mean fewer, coarser tiles, less CPU")),
+        detector: str | None = Query(None, max_length=64, description="a served face detection model (default: the app's)"),
+        landmark_model: str | None = Query(None, max_length=64, description="a served landmark model (default: the app's)"),
     ) -> JSONResponse:
         return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces,
-                                                      min_face))
+                                                      min_face, detector, landmark_model))
 
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
                      landmarks: bool, max_faces: int | None = None,
-                     min_face: int = DEFAULT_MIN_FACE) -> JSONResponse:
-        detector, landmark_card = await self._card("face_detector"), await self._card("landmarks")
-        geometry = self._geometry_of("faces", lambda: faces.FaceGeometry.from_cards(
+                     min_face: int = DEFAULT_MIN_FACE, detector_name: str | None = None,
+                     landmark_name: str | None = None) -> JSONResponse:
+        detector_name, detector = await self._pick("faces", detector_name)
+        landmark_name, landmark_card = await self._pick("landmarks", landmark_name)
+        key = ("faces", detector_name, detector["version"], landmark_name, landmark_card["version"])
+        geometry = self._geometry_of(key, lambda: faces.FaceGeometry.from_cards(
             detector, landmark_card, self.settings.face_crop_scale, tile_width=self.settings.face_tile_width,
             tile_overlap=self.settings.face_tile_overlap, max_tiles=self.settings.face_max_tiles,
             tile_score_threshold=self.settings.face_tile_score_threshold))
@@ -241,26 +284,33 @@ class Preprocessor:
                                                      plan=plan)
 
         pixels, plan, item = await self._cpu(decode_and_resize)  # one hand-off for the decode and model A's input
-        found = await self.call("face_detector", "detect", *item)
+        detector, found = await self._run(detector_name, detector, "detect", *item)
         cut = results = None
         if landmarks:
             cut = await self._cpu(faces.crops, pixels, found, geometry)
-            results = await self._landmarks([crop for crop, _ in cut]) if cut else []
+            if cut:
+                landmark_card, results = await self._landmarks(landmark_name, landmark_card, [crop for crop, _ in cut])
+            else:
+                results = []
         h, w = pixels.shape[:2]
         return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face, plan))
 
-    async def _landmarks(self, crops: list) -> list[dict[str, Any]]:
+    async def _landmarks(self, name: str, card: dict[str, Any], crops: list) -> tuple[dict[str, Any], list[dict]]:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""
-        return await self.call("landmarks", "predict_many", np.stack(crops))
+        return await self._run(name, card, "predict_many", np.stack(crops))
 
     @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop",
               openapi_extra=IMAGE_ROUTE)
-    async def landmarks(self, request: Request) -> JSONResponse:
-        return await self._admit(request, self._landmark_route(request))
+    async def landmarks(
+        self,
+        request: Request,
+        model: str | None = Query(None, max_length=64, description="a served landmark model (default: the app's)"),
+    ) -> JSONResponse:
+        return await self._admit(request, self._landmark_route(request, model))
 
-    async def _landmark_route(self, request: Request) -> JSONResponse:
-        card = await self._card("landmarks")
-        side = self._geometry_of("landmarks", lambda: landmarks.crop_side(card))
+    async def _landmark_route(self, request: Request, model: str | None = None) -> JSONResponse:
+        name, card = await self._pick("landmarks", model)
+        side = self._geometry_of(("landmarks", name, card["version"]), lambda: landmarks.crop_side(card))
         data = await read_image(request, self.max_upload_bytes)
 
         def decode_and_crop():
@@ -268,7 +318,7 @@ class Preprocessor:
             return pixels.shape[:2], landmarks.prepare(pixels, side)
 
         (h, w), (crop, box) = await self._cpu(decode_and_crop)  # one hand-off
-        (result,) = await self._landmarks([crop])
+        card, (result,) = await self._landmarks(name, card, [crop])
         return JSONResponse(landmarks.answer(card, w, h, box, result, side))
 
     @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it",
@@ -279,19 +329,45 @@ class Preprocessor:
         probabilities: bool = Query(False, description="also return the mean probability of every digit"),
         seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes the dropout masks, so the answer, reproducible"),
         samples: int | None = Query(None, ge=1, le=200, description="Monte-Carlo dropout samples T (default: the model's, 30)"),
+        model: str | None = Query(None, max_length=64, description="a served digits model (default: the app's)"),
     ) -> JSONResponse:
-        return await self._admit(request, self._digits(request, probabilities, seed, samples))
+        return await self._admit(request, self._digits(request, probabilities, seed, samples, model))
 
-    async def _digits(self, request: Request, probabilities: bool, seed: int | None, samples: int | None
-                      ) -> JSONResponse:
-        card = await self._card("digits")
-        self._geometry_of("digits", lambda: digits.check_card(card))
+    async def _digits(self, request: Request, probabilities: bool, seed: int | None, samples: int | None,
+                      model: str | None = None) -> JSONResponse:
+        name, card = await self._pick("digits", model)
+        self._geometry_of(("digits", name, card["version"]), lambda: digits.check_card(card))
         data = await read_image(request, self.max_upload_bytes)
         prepared = await self._cpu(lambda: digits.prepare(self._decode(data)))
         result = None
         if not prepared.blank:
-            result = await self.call("digits", "predict", prepared.image, samples, seed)
+            card, result = await self._run(name, card, "predict", prepared.image, samples, seed)
         return JSONResponse(digits.answer(card, prepared, result, probabilities))
+
+    @app.post("/v1/detect", response_model=DetectResponse, responses=ERRORS, summary="objects: boxes, classes, scores",
+              openapi_extra=IMAGE_ROUTE)
+    async def detect_route(
+        self,
+        request: Request,
+        score_threshold: float | None = Query(None, ge=detect.SCORE_RANGE[0], le=detect.SCORE_RANGE[1],
+                                              description="objectness x class probability cut-off (default: the card's)"),
+        iou_threshold: float | None = Query(None, ge=detect.IOU_RANGE[0], le=detect.IOU_RANGE[1],
+                                            description="NMS overlap per class (default: the card's)"),
+        max_detections: int | None = Query(None, ge=detect.MAX_DETECTIONS_RANGE[0], le=detect.MAX_DETECTIONS_RANGE[1],
+                                           description="boxes at most, best first (default: the card's)"),
+        model: str | None = Query(None, max_length=64, description="a served detection model (default: the app's)"),
+    ) -> JSONResponse:
+        return await self._admit(request, self._detect(request, score_threshold, iou_threshold, max_detections, model))
+
+    async def _detect(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
+                      max_detections: int | None, model: str | None) -> JSONResponse:
+        name, card = await self._pick("detect", model)
+        geometry = self._geometry_of(("detect", name, card["version"]), lambda: detect.DetectGeometry.from_card(card))
+        limits = detect.thresholds(geometry, score_threshold, iou_threshold, max_detections)
+        data = await read_image(request, self.max_upload_bytes)
+        image, mapping = await self._cpu(lambda: detect.prepare(self._decode(data).pixels, geometry))
+        card, result = await self._run(name, card, "detect_objects", image, mapping, limits)
+        return JSONResponse(result)
 
     # -- the service -----------------------------------------------------------------------------
     @app.get("/v1/models", response_model=ModelsResponse, summary="models, weights and live batching settings",

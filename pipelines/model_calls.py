@@ -37,20 +37,20 @@ class ModelCalls:
         self.in_flight: collections.Counter[str] = collections.Counter()
         self.retried: collections.Counter[str] = collections.Counter()
 
-    async def __call__(self, role: str, method: str, *args: Any) -> Any:
-        call = getattr(self.handles[role], method)
-        self.in_flight[role] += 1
+    async def __call__(self, name: str, method: str, *args: Any) -> Any:
+        call = getattr(self.handles[name], method)
+        self.in_flight[name] += 1
         try:
             try:
                 return await call.remote(*args)
             except RETRYABLE as exc:
-                self.retried[role] += 1
-                logger.warning("%s.%s: its replica died (%s); retrying once", role, method, type(exc).__name__)
+                self.retried[name] += 1
+                logger.warning("%s.%s: its replica died (%s); retrying once", name, method, type(exc).__name__)
                 return await call.remote(*args)
         except BackPressureError:
-            raise Overloaded(f"the {role} model's queue is full; retry after the Retry-After seconds") from None
+            raise Overloaded(f"the {name} model's queue is full; retry after the Retry-After seconds") from None
         finally:
-            self.in_flight[role] -= 1
+            self.in_flight[name] -= 1
 
     def stats(self) -> dict[str, Any]:
         return {"in_flight": dict(self.in_flight), "retried": dict(self.retried)}

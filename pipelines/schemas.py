@@ -81,6 +81,27 @@ class FacesResponse(BaseModel):
     search: FaceSearch | None = None
 
 
+class Detection(BaseModel):
+    box: list[float] = Field(min_length=4, max_length=4, description="x1, y1, x2, y2 in the photo's pixels")
+    score: float = Field(description="objectness x class probability")
+    class_id: int
+    label: str
+
+
+class DetectThresholds(BaseModel):
+    score_threshold: float
+    iou_threshold: float
+    max_detections: int
+
+
+class DetectResponse(BaseModel):
+    model: ModelRef
+    image: ImageSize
+    detections: list[Detection]
+    count: int
+    thresholds: DetectThresholds
+
+
 class LandmarksResponse(BaseModel):
     model: ModelRef
     image: ImageSize
@@ -95,6 +116,8 @@ class DigitUncertainty(BaseModel):
     mutual_information: float = Field(description="predictive - expected entropy: the epistemic part")
     variation_ratio: float = Field(description="share of passes whose digit differs from the most voted one")
     samples: int = Field(description="Monte-Carlo samples T")
+    method: str = Field("mc_dropout", description=(
+        "mc_dropout, or deterministic for an imported model without dropout to sample (one pass; docs/models.md)"))
     score: str | None = Field(description="the score 'reliable' is decided on")
     threshold: float | None = Field(description="reliable when score <= threshold (calibrated for this T); null: uncalibrated")
     energy: float | None = Field(None, description="-logsumexp of the deterministic logits: low for inputs like the "

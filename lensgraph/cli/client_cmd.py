@@ -1,4 +1,4 @@
-"""``lensgraph client classify|faces|landmarks|digits IMAGE...``: call a running server and print
+"""``lensgraph client classify|faces|landmarks|digits|detect IMAGE...``: call a running server and print
 readable results (a table per image), or ``--json`` for machines."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = os.environ.get("LENSGRAPH_URL", "http://127.0.0.1:8000")
-ROUTES = {"classify": "/v1/classify", "faces": "/v1/faces", "landmarks": "/v1/landmarks", "digits": "/v1/digits"}
+ROUTES = {"classify": "/v1/classify", "faces": "/v1/faces", "landmarks": "/v1/landmarks", "digits": "/v1/digits",
+          "detect": "/v1/detect"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=None, help="classify: number of classes")
     p.add_argument("--profile", default=None, help="classify: standard | zoom-crop-pad")
     p.add_argument("--seed", type=int, default=None, help="classify zoom-crop-pad / digits: reproducible randomness")
+    p.add_argument("--model", default=None, help="a served model of the route's task (GET /v1/models); default: the app's")
     p.add_argument("--timeout", type=float, default=60.0)
     p.set_defaults(func=run)
 
@@ -40,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.images:
             print("error: give at least one image", file=sys.stderr)
             return 2
-        params = {k: v for k, v in (("top_k", args.top_k), ("profile", args.profile), ("seed", args.seed)) if v is not None}
+        model_param = "landmark_model" if args.route == "faces" else "model"
+        params = {k: v for k, v in (("top_k", args.top_k), ("profile", args.profile), ("seed", args.seed),
+                                    (model_param, args.model)) if v is not None}
         status = 0
         for path in args.images:
             if not path.is_file():
@@ -82,7 +86,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> str:
 
 
 def _model_note(ref: dict[str, Any]) -> str:
-    return f"{ref['name']} v{ref['version']}" + ("" if ref.get("weights_real") else " (RANDOM weights)")
+    return f"{ref['name']} v{ref['version']}" + ("" if ref.get("weights_real") else " (weights NOT REAL)")
 
 
 def _classify(body: dict[str, Any]) -> str:
@@ -115,6 +119,14 @@ def _digits(body: dict[str, Any]) -> str:
     return _table(("FIELD", "VALUE"), rows)
 
 
+def _detect(body: dict[str, Any]) -> str:
+    rows = [(d["label"], d["class_id"], f"{d['score']:.3f}", "(%.0f, %.0f)-(%.0f, %.0f)" % tuple(d["box"]))
+            for d in body["detections"]]
+    return (_table(("LABEL", "CLASS", "SCORE", "BOX"), rows)
+            + f"\n  {body['count']} object(s) in {body['image']['width']}x{body['image']['height']}; "
+              f"model: {_model_note(body['model'])}")
+
+
 def _models_table(body: dict[str, Any]) -> str:
     rows = []
     for m in body["models"]:
@@ -125,4 +137,4 @@ def _models_table(body: dict[str, Any]) -> str:
     return _table(("MODEL", "STATUS", "VERSION", "REAL", "MAX_BATCH", "REASON"), rows)
 
 
-FORMATTERS = {"classify": _classify, "faces": _faces, "landmarks": _landmarks, "digits": _digits}
+FORMATTERS = {"classify": _classify, "faces": _faces, "landmarks": _landmarks, "digits": _digits, "detect": _detect}

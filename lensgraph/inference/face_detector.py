@@ -15,15 +15,26 @@ import numpy as np
 
 from lensgraph.inference.model_runner import ModelRunner
 from lensgraph.postprocess.detection import decode_ultraface, merge_views
+from lensgraph.repository.store import ModelEntry
+from lensgraph.runtime.session import SessionConfig
 
 MAX_FACES_LIMIT = 1000
 
 
 @dataclass
 class DetectionDefaults:
+    """What a request that does not say gets; the card's ``options`` set them (configs/models.yaml)."""
+
     score_threshold: float = 0.7
     iou_threshold: float = 0.3
     max_faces: int = 100
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any]) -> "DetectionDefaults":
+        options = card.get("options") or {}
+        return cls(float(options.get("score_threshold", cls.score_threshold)),
+                   float(options.get("iou_threshold", cls.iou_threshold)),
+                   int(options.get("max_faces", cls.max_faces)))
 
 
 class FaceDetectorRunner(ModelRunner):
@@ -31,7 +42,9 @@ class FaceDetectorRunner(ModelRunner):
     width, original height, score_threshold, iou_threshold, max_faces, tile_score_threshold); None
     takes ``self.defaults``; a tile's faces need a score above both thresholds."""
 
-    defaults = DetectionDefaults()
+    def __init__(self, entry: ModelEntry, session_config: SessionConfig = SessionConfig()) -> None:
+        super().__init__(entry, session_config)
+        self.defaults = DetectionDefaults.from_card(entry.card)  # the deployment's user_config may override
 
     def run_batch(self, items: list[tuple[Any, ...]]) -> list[list[dict[str, float]]]:
         counts = [len(item[0]) for item in items]

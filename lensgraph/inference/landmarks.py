@@ -18,6 +18,10 @@ class LandmarkRunner(ModelRunner):
     def run_batch(self, items: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return self.run_crops(np.stack(items))
 
+    def serve_batch(self, items: list[np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
+        """The deployment's items are [k, S, S, 1] stacks (every face of one request)."""
+        return self.run_groups(items)
+
     def run_groups(self, groups: list[np.ndarray]) -> list[list[dict[str, np.ndarray]]]:
         """Items: [k, S, S, 1] stacks, every face of one request; one session call for all of them."""
         flat = self.run_crops(np.concatenate(groups))

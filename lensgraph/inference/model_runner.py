@@ -35,3 +35,7 @@ class ModelRunner:
 
     def run_batch(self, items: list[Any]) -> list[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def serve_batch(self, items: list[Any]) -> list[Any]:
+        """What a Serve batch of this runner's deployment calls (one item per ``infer`` call)."""
+        return self.run_batch(items)

@@ -41,11 +41,19 @@ class FaceGeometry:
     @classmethod
     def from_cards(cls, detector: dict[str, Any], landmarks: dict[str, Any], crop_scale: float = 1.0,
                    **tiles: Any) -> "FaceGeometry":
+        """Tiling from the detector card's ``options`` (tile_width, tile_overlap, max_tiles,
+        tile_score_threshold), where ``tiles`` (the ingress's live settings) does not override them."""
         h, w = input_hw(detector)
         side, side_w = input_hw(landmarks)
         if side != side_w:
             raise ValueError(f"{landmarks['name']}: landmark crops must be square, the card says {side}x{side_w}")
-        return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale, **tiles)
+        options = detector.get("options") or {}
+        chosen = {key: options[key] for key in TILE_OPTIONS if key in options}
+        chosen.update({key: value for key, value in tiles.items() if value is not None})
+        return cls(detector_size=(w, h), landmark_size=side, crop_scale=crop_scale, **chosen)
+
+
+TILE_OPTIONS = ("tile_width", "tile_overlap", "max_tiles", "tile_score_threshold")
 
 
 DEFAULT_MIN_FACE = 48  # px: the face height FaceGeometry.tile_width was chosen to find (docs/faces.md)

@@ -43,18 +43,20 @@ def wait_ready(url: str, timeout: float = 120) -> None:
 
 @contextmanager
 def running_server(repository: Path, assets: Path, workdir: Path, with_serve_env: bool = True,
-                   overrides: dict | None = None, env: dict[str, str] | None = None) -> Iterator[Server]:
+                   overrides: dict | None = None, env: dict[str, str] | None = None, edit=None,
+                   head_cpus: float = 2) -> Iterator[Server]:
     """Deploy serve_config.yaml (on a free port) against ``repository``; tear the cluster down after.
 
     ``with_serve_env=False``: Serve's default process settings, as plain `serve run` has them (variables
     of configs/serve.env inherited from this process are dropped for the cluster's lifetime).
-    ``env``: more variables for every Ray process (e.g. LENSGRAPH_API_KEYS_FILE), as `make run` would inherit them."""
+    ``env``: more variables for every Ray process (e.g. LENSGRAPH_API_KEYS_FILE), as `make run` would inherit them.
+    ``edit``: a function that changes the parsed serve config (more served models); ``head_cpus``: logical CPUs."""
     inherited = {} if with_serve_env else {k: os.environ.pop(k) for k in serve_env.load() if k in os.environ}
     env = {**(serve_env.load() if with_serve_env else {}),
            "LENSGRAPH_MODEL_REPOSITORY": str(repository), "LENSGRAPH_ASSETS": str(assets), **(env or {})}
-    cluster = LocalCluster(head_cpus=2, env=env)
+    cluster = LocalCluster(head_cpus=head_cpus, env=env)
     port = free_port()
-    config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port, overrides)
+    config = serve_config_for_test(ROOT / "serve_config.yaml", workdir / "serve.yaml", port, overrides, edit)
     try:
         cluster.start_head()
         cluster.deploy(config)

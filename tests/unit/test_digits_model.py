@@ -188,11 +188,11 @@ def test_build_refuses_a_calibration_made_for_other_weights(built_digits, tmp_pa
 
 @pytest.fixture(scope="module")
 def deployment(built_digits):
-    """The DigitClassifier class itself (no Ray cluster), on the privately built repository."""
-    from deployments.digit_classifier import DigitClassifier
+    """The model deployment's class itself (no Ray cluster) serving the privately built digits model."""
+    from deployments.model import Model
 
     root, _ = built_digits
-    replica = DigitClassifier.func_or_class("digits", str(root))
+    replica = Model.func_or_class("digits", str(root))
     assert replica.entry is not None, replica.unavailable_reason
     return replica
 
@@ -285,7 +285,7 @@ def test_a_confidently_read_letter_is_not_reliable_and_a_digit_is(deployment, mn
 
 
 def test_settings_override_the_threshold_and_default_samples(deployment, mnist_test):
-    from deployments.digit_classifier import DigitSettings
+    from deployments.tasks import DigitSettings
     from pydantic import ValidationError
 
     image = mnist_test.images[0]

@@ -81,3 +81,12 @@ def test_one_call_per_request_keeps_each_requests_faces(local):
     alone = local.landmarks.run_batch(list(groups[2]))
     for a, b in zip(together[2], alone):
         np.testing.assert_allclose(a["points"], b["points"], atol=1e-4)
+
+
+def test_face_tiling_comes_from_the_detector_card_unless_the_ingress_overrides_it(repository):
+    detector, marks = find_model(repository, "face_detector").card, find_model(repository, "landmarks").card
+    assert detector["options"]["tile_width"] == 800  # configs/models.yaml
+    changed = copy.deepcopy(detector)
+    changed["options"].update(tile_width=640, max_tiles=16)
+    geometry = faces.FaceGeometry.from_cards(changed, marks, tile_width=None, max_tiles=8)
+    assert (geometry.tile_width, geometry.max_tiles, geometry.tile_overlap) == (640, 8, 0.5)
