@@ -62,7 +62,7 @@ class BatchedModel:
                 self.unavailable_reason += f"; its weights: {hint}"
             logger.warning("%s unavailable: %s", model_name, self.unavailable_reason)
         self.settings_class = self.serving.settings if self.serving else ModelSettings
-        self.settings = self.settings_class()
+        self.settings = self.settings_class(**self._card_batching())
         self.runner: ModelRunner | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.batch_sizes: collections.Counter[int] = collections.Counter()
@@ -76,10 +76,15 @@ class BatchedModel:
         """Serve calls this with ``user_config`` at start and on every config change.
 
         Without its model the replica keeps only the shared settings: the task's own cannot be checked."""
-        values = dict(user_config or {})
+        values = {**self._card_batching(), **(user_config or {})}
         if self.serving is None:
             values = {k: v for k, v in values.items() if k in ModelSettings.model_fields}
         self._apply(self.settings_class.model_validate(values))
+
+    def _card_batching(self) -> dict[str, Any]:
+        """The card's batching hints (``serving`` in configs/models.yaml), under whatever user_config says."""
+        hints = (self.entry.card.get("serving") or {}) if self.entry is not None else {}
+        return {k: hints[k] for k in ("max_batch_size", "batch_wait_timeout_s") if k in hints}
 
     def _apply(self, new: ModelSettings) -> None:
         pinned_before = self.settings.version is not None

@@ -38,11 +38,11 @@ CONVENTIONAL = {"classify": "classifier", "faces": "face_detector", "landmarks":
 
 
 class ServedModel(BaseModel):
-    """One served model: a repository model (and version) behind its own deployment."""
+    """One served model: a repository model behind its own deployment (the version it serves is that
+    deployment's ``user_config.version``, so it can change live)."""
 
     model_config = ConfigDict(extra="forbid")
     model: str = Field("", description="the repository model (default: the served name)")
-    version: int | None = Field(None, ge=1, description="the repository version to serve (default: the newest)")
     deployment: str = Field("", description="the deployment's name in serve_config.yaml (default: the served name)")
     default: bool = Field(False, description="the model its task's routes use when a request names none")
 

@@ -10,11 +10,15 @@ the repository starts its deployment without a session: its routes answer 503 wi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from deployments.model import Model
 from lensgraph import settings
+from lensgraph.errors import ModelUnavailable
+from lensgraph.repository.store import find_model
 from lensgraph.serving_plan import ServedModel, served_models
 from pipelines.ingress import Preprocessor
 
@@ -26,7 +30,7 @@ class AppArgs(BaseModel):
     repository: str | None = Field(None, description="model repository (default $LENSGRAPH_MODEL_REPOSITORY)")
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     models: dict[str, ServedModel | str | None] = Field(default_factory=dict, description=(
-        "served name -> {model, version, deployment, default}, merged over the four built-in models "
+        "served name -> {model, deployment, default}, merged over the four built-in models "
         "(classifier, face_detector, landmarks, digits); a string is the repository model to serve under that "
         "name (e.g. digits: mnist_model); null removes a built-in (docs/models.md)"))
 
@@ -34,11 +38,26 @@ class AppArgs(BaseModel):
         return served_models(self.models)
 
 
+DEFAULT_ACTOR_OPTIONS = {"num_cpus": 0.25}
+
+
+def actor_options(root: str, model: str) -> dict[str, float]:
+    """A replica's resources when serve_config.yaml gives none: the card's ``serving`` hints, else a quarter
+    CPU (Ray's own default, one CPU per replica, would not fit a few models on a small node)."""
+    try:
+        hints = find_model(Path(root), model).card.get("serving") or {}
+    except ModelUnavailable:
+        hints = {}
+    chosen = {k: float(hints[k]) for k in ("num_cpus", "num_gpus") if k in hints}
+    return chosen if "num_cpus" in chosen else {**DEFAULT_ACTOR_OPTIONS, **chosen}
+
+
 def build_app(args: dict | None = None) -> Application:
     parsed = AppArgs.model_validate(args or {})
     root = str(settings.model_repository_dir(parsed.repository))
     served = parsed.served()
-    bound = {name: Model.options(name=s.deployment).bind(s.model, root, s.version) for name, s in served.items()}
+    bound = {name: Model.options(name=s.deployment, ray_actor_options=actor_options(root, s.model))
+             .bind(s.model, root) for name, s in served.items()}
     return Preprocessor.bind(bound, parsed.max_upload_bytes, {name: s.default for name, s in served.items()})
 
 

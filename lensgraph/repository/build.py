@@ -305,6 +305,7 @@ def _card(spec: ModelSpec, source: WeightSource, checksums: dict, report, print_
         },
         "labels": store.LABELS_FILE if spec.labels else None,
         "options": {**spec.options, **report.settings.get("options", {})},
+        "serving": spec.serving.model_dump(exclude_none=True),
         "export": {k: v for k, v in report.settings.items()
                    if k not in ("normalization_in_graph", "host_preprocessing", "options")},
         "parity": {"max_abs_diff": report.parity_max_abs_diff, "tolerance": 1e-4, "inputs": report.parity_inputs},

@@ -44,6 +44,17 @@ class Normalization(BaseModel):
         return self
 
 
+class ServingHints(BaseModel):
+    """What the model's deployment starts with unless serve_config.yaml says otherwise: its batching
+    (``user_config`` overrides it) and its replica's resources (``ray_actor_options`` overrides them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int | None = Field(None, ge=1, le=1024)
+    batch_wait_timeout_s: float | None = Field(None, ge=0.0, le=1.0)
+    num_cpus: float | None = Field(None, ge=0.0, le=256)
+    num_gpus: float | None = Field(None, ge=0.0, le=16)
+
+
 class ModelSpec(BaseModel):
     """One model: exactly one of ``architecture`` (ours), ``model_file`` (a user's class) or ``onnx``."""
 
@@ -74,6 +85,8 @@ class ModelSpec(BaseModel):
         "every answer then say weights_real: false; random:<seed> weights are never real"))
     outputs: list[str] | None = Field(None, description="output names (default: the task's)")
     options: dict[str, Any] = Field(default_factory=dict)
+    serving: ServingHints = Field(default_factory=ServingHints, description=(
+        "batching and resource defaults of the model's deployment (serve_config.yaml overrides them)"))
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":

@@ -48,3 +48,29 @@ def test_an_unknown_name_or_a_model_of_another_task_is_a_404_and_no_model_a_503(
     assert UnknownModel("x").status == 404
     with pytest.raises(ModelUnavailable, match="weights/detector"):
         choose("detect", None, BUILTIN, tasks)
+
+
+def test_a_cards_serving_hints_set_the_deployments_batching_and_resources(repository, tmp_path):
+    """``serving`` in a card: batching the deployment starts with (user_config overrides it) and its replica's
+    resources (serve_config's ray_actor_options override them); without hints a quarter CPU."""
+    import shutil
+
+    import yaml
+
+    from deployments.model import Model
+    from pipelines.app import actor_options
+
+    assert actor_options(str(repository), "landmarks") == {"num_cpus": 0.25}
+    assert actor_options(str(repository), "not_built") == {"num_cpus": 0.25}
+    shutil.copytree(repository / "landmarks", tmp_path / "landmarks")
+    card_file = tmp_path / "landmarks" / "1" / "model.yaml"
+    card = yaml.safe_load(card_file.read_text())
+    card["serving"] = {"max_batch_size": 4, "num_cpus": 0.5, "num_gpus": 0.1}
+    card_file.write_text(yaml.safe_dump(card))
+    assert actor_options(str(tmp_path), "landmarks") == {"num_cpus": 0.5, "num_gpus": 0.1}
+    replica = Model.func_or_class("landmarks", str(tmp_path))
+    assert replica.settings.max_batch_size == 4
+    replica.reconfigure({"max_batch_size": 8})
+    assert replica.settings.max_batch_size == 8
+    replica.reconfigure({})
+    assert replica.settings.max_batch_size == 4
