@@ -1,5 +1,8 @@
-"""``lensgraph client classify|faces|landmarks|digits|detect IMAGE...``: call a running server and print
-readable results (a table per image), or ``--json`` for machines."""
+"""``lensgraph client classify|faces|landmarks|digits|detect IMAGE|FOLDER...``: call a running server and
+print readable results (a table per image), or ``--json`` for machines; ``--save PATH`` keeps the pictures the
+server draws (``render=true``); ``lensgraph client check`` runs preset checks against a deployment
+(lensgraph/cli/client_check.py). Folders are searched recursively for images (lensgraph/cli/client_files.py);
+more than three images show a progress bar on stderr."""
 
 from __future__ import annotations
 
@@ -11,30 +14,61 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lensgraph.cli.client_files import Input, Progress, expand_inputs, extension_for, save_targets
+
 DEFAULT_URL = os.environ.get("LENSGRAPH_URL", "http://127.0.0.1:8000")
+API_KEY_ENV = "LENSGRAPH_API_KEY"
 ROUTES = {"classify": "/v1/classify", "faces": "/v1/faces", "landmarks": "/v1/landmarks", "digits": "/v1/digits",
           "detect": "/v1/detect"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("client", help="send images to a running lensgraph server")
-    p.add_argument("route", choices=[*ROUTES, "models"], help="what to ask")
-    p.add_argument("images", nargs="*", type=Path, help="image files")
+    p = sub.add_parser("client", help="send images to a running lensgraph server, or check a deployment")
+    p.add_argument("route", choices=[*ROUTES, "models", "check"],
+                   help="what to ask; check: preset checks against the deployment (PASS/FAIL, exit 1 on a failure)")
+    p.add_argument("images", nargs="*", type=Path, help="image files or folders (searched recursively for images)")
     p.add_argument("--url", default=DEFAULT_URL, help=f"server base URL (default {DEFAULT_URL}, or $LENSGRAPH_URL)")
+    p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
+                   help=f"sent as 'Authorization: Bearer KEY' (default ${API_KEY_ENV}); docs/security.md")
     p.add_argument("--json", action="store_true", help="print the raw JSON responses")
     p.add_argument("--top-k", type=int, default=None, help="classify: number of classes")
     p.add_argument("--profile", default=None, help="classify: standard | zoom-crop-pad")
     p.add_argument("--seed", type=int, default=None, help="classify zoom-crop-pad / digits: reproducible randomness")
     p.add_argument("--model", default=None, help="a served model of the route's task (GET /v1/models); default: the app's")
+    p.add_argument("--save", default=None, metavar="PATH",
+                   help="ask for the server's picture of each answer (render=true) and save it: a file for one image, "
+                        "a folder for several (<input stem>.<route>.jpg)")
+    p.add_argument("--format", choices=("jpeg", "png"), default=None,
+                   help="--save: picture format (default: png when PATH ends in .png, else jpeg)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--assets", default=None, help="check: the assets folder (default $LENSGRAPH_ASSETS)")
+    p.add_argument("--requests", type=int, default=20, help="check: classify requests timed for p50/p99")
+    p.add_argument("--max-p99-ms", type=float, default=None, help="check: fail when classify p99 is above this")
     p.set_defaults(func=run)
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The API key as the service expects it (pipelines/guard.py): ``Authorization: Bearer <key>``."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def picture_format(args: argparse.Namespace) -> str:
+    """--format, else png for a --save path ending in .png, else jpeg."""
+    if args.format:
+        return args.format
+    return "png" if args.save is not None and Path(args.save).suffix.lower() == ".png" else "jpeg"
 
 
 def run(args: argparse.Namespace) -> int:
     import httpx
 
+    if args.route == "check":
+        from lensgraph.cli import client_check
+
+        return client_check.run(args)
     base = args.url.rstrip("/")
-    with httpx.Client(timeout=args.timeout) as client:
+    with httpx.Client(timeout=args.timeout, headers=auth_headers(args.api_key)) as client:
         if args.route == "models":
             response = client.get(base + "/v1/models")
             _print_or_fail(response, args, _models_table)
@@ -42,27 +76,85 @@ def run(args: argparse.Namespace) -> int:
         if not args.images:
             print("error: give at least one image", file=sys.stderr)
             return 2
-        model_param = "landmark_model" if args.route == "faces" else "model"
-        params = {k: v for k, v in (("top_k", args.top_k), ("profile", args.profile), ("seed", args.seed),
-                                    (model_param, args.model)) if v is not None}
+        inputs, problems = expand_inputs(args.images)
         status = 0
-        for path in args.images:
-            if not path.is_file():
-                print(f"{path}: no such file", file=sys.stderr)
-                status = 1
-                continue
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            try:
-                response = client.post(base + ROUTES[args.route], params=params,
-                                       files={"file": (path.name, path.read_bytes(), mime)})
-            except httpx.HTTPError as exc:
-                print(f"cannot reach {base}: {exc}", file=sys.stderr)
-                return 1
-            if not args.json:
-                print(f"== {path}")
-            ok = _print_or_fail(response, args, FORMATTERS[args.route])
-            status = status or (0 if ok else 1)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+            status = 1
+        if not inputs:
+            return status
+        targets: list[Path] | None = None
+        as_folder = False
+        if args.save is not None:
+            targets, as_folder = save_targets(inputs, args.save, args.route)
+            if as_folder and Path(args.save).exists() and not Path(args.save).is_dir():
+                print(f"error: --save {args.save}: several pictures need a folder, and this is a file", file=sys.stderr)
+                return 2
+            if not as_folder and targets[0].resolve() == inputs[0].path.resolve():
+                print(f"error: --save {args.save} is the input image itself; choose another path", file=sys.stderr)
+                return 2
+        model_param = "landmark_model" if args.route == "faces" else "model"
+        params: dict[str, Any] = {k: v for k, v in (("top_k", args.top_k), ("profile", args.profile),
+                                                    ("seed", args.seed), (model_param, args.model)) if v is not None}
+        headers = {}
+        if targets is not None:
+            params["render"] = "true"
+            headers["Accept"] = "image/png" if picture_format(args) == "png" else "image/jpeg"
+        progress = Progress(len(inputs), enabled=None if not args.no_progress else False)
+        progress.show()
+        try:
+            for n, item in enumerate(inputs):
+                mime = mimetypes.guess_type(item.path.name)[0] or "application/octet-stream"
+                try:
+                    response = client.post(base + ROUTES[args.route], params=params, headers=headers,
+                                           files={"file": (item.path.name, item.path.read_bytes(), mime)})
+                except httpx.HTTPError as exc:
+                    progress.clear()
+                    print(f"cannot reach {base}: {exc}", file=sys.stderr)
+                    return 1
+                except OSError as exc:
+                    progress.clear()
+                    print(f"{item.path}: {exc.strerror or exc}", file=sys.stderr)
+                    status = 1
+                    progress.advance()
+                    continue
+                progress.clear()
+                if targets is None:
+                    if not args.json:
+                        print(f"== {item.path}")
+                    ok = _print_or_fail(response, args, FORMATTERS[args.route])
+                else:
+                    ok = _save_or_fail(response, args, item, targets[n], as_folder)
+                sys.stdout.flush()
+                status = status or (0 if ok else 1)
+                progress.advance()
+        finally:
+            progress.close()
     return status
+
+
+def _save_or_fail(response, args: argparse.Namespace, item: Input, target: Path, add_extension: bool) -> bool:
+    """Write the picture the server returned; the answer's JSON (a server without render), or its error, is
+    printed as without --save."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if response.status_code != 200 or not kind.startswith("image/"):
+        if not args.json:
+            print(f"== {item.path}")
+        ok = _print_or_fail(response, args, FORMATTERS[args.route])
+        if ok:
+            print(f"{item.path}: the server answered {kind or 'no content type'}, not a picture: it does not "
+                  "draw answers (render=true) yet; nothing saved", file=sys.stderr)
+        return False
+    if add_extension:
+        target = target.with_name(target.name + extension_for(kind))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(response.content)
+    if args.json:
+        print(json.dumps({"input": str(item.path), "saved": str(target), "media_type": kind,
+                          "bytes": len(response.content)}))
+    else:
+        print(f"== {item.path}\n  saved {target} ({kind}, {len(response.content)} bytes)")
+    return True
 
 
 def _print_or_fail(response, args, formatter) -> bool:
