@@ -3,11 +3,14 @@
 ``Model.options(name=...).bind(model_name, repository, version)`` (pipelines/app.py) gives each
 served model its own deployment, replicas, resources and ``user_config``; the card's task picks the
 runner and the settings (deployments/tasks.py). The methods are the ingress's calls, one per task;
-calling one a model's task does not serve is an error, never a wrong answer.
+calling one a model's task does not serve is an error, never a wrong answer. ``infer_tensors`` serves
+every task: the model's card tensors as its graph takes them (the Open Inference Protocol, /v2).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,7 @@ from ray import serve
 
 from deployments.model_base import BatchedModel
 from lensgraph.inference.digits import MAX_SAMPLES
+from lensgraph.protocol import v2 as protocol_v2
 
 
 @serve.deployment(name="Model", max_ongoing_requests=64)
@@ -57,6 +61,31 @@ class Model(BatchedModel):
         if samples is not None and not 1 <= int(samples) <= MAX_SAMPLES:
             raise ValueError(f"samples must be in 1..{MAX_SAMPLES}")
         return await self.infer((image, samples, seed))
+
+    async def infer_tensors(self, inputs: dict[str, np.ndarray], outputs: list[str] | None = None,
+                            served_name: str | None = None) -> tuple[int, dict[str, np.ndarray]]:
+        """The Open Inference Protocol's infer: ``inputs`` are the card's tensors with N rows, already checked
+        by the ingress (lensgraph.protocol.v2.parse_request) and checked again here against the version
+        served now, with N against the live ``max_batch_size``. Each row is one item of the row batch
+        queue, so one session call serves the rows of many requests. Returns (the version that
+        answered, the requested ``outputs`` (default: all), N rows each)."""
+        self.require_model()
+        signature = self.protocol_signature()
+        rows = signature.check_arrays(inputs)
+        protocol_v2.check_batch(rows, self.settings.max_batch_size, served_name or self.model_name)
+        wanted = list(outputs) if outputs else signature.output_names()
+        unknown = set(wanted) - set(signature.output_names())
+        if unknown:
+            raise protocol_v2.ProtocolError(f"unknown output {sorted(unknown)}; the model answers "
+                                            f"{signature.output_names()}")
+        arrived = time.perf_counter_ns()
+        self.in_flight += rows
+        try:
+            answers = await asyncio.gather(*(self._infer_rows((row, arrived, i == rows - 1))
+                                             for i, row in enumerate(protocol_v2.split_rows(inputs, rows))))
+        finally:
+            self.in_flight -= rows
+        return answers[-1][0], protocol_v2.join_rows([result for _, result in answers], wanted)
 
     def info(self) -> dict[str, Any]:
         info = super().info()

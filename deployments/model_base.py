@@ -4,6 +4,11 @@ batching through ``@serve.batch``, live batching settings from ``user_config``, 
 The model's card says its task; deployments/tasks.py gives the task's runner (lensgraph.inference:
 the Ray-free object that owns the session and implements ``run_batch(items) -> results``) and its
 settings class. The deployment adds batching, live settings and health.
+
+Two batch queues, both sized by the live ``max_batch_size``: ``_infer`` for the task's items (/v1 routes,
+one item per request) and ``_infer_rows`` for raw tensor rows (the Open Inference Protocol, /v2: a request
+of N rows is N items, and one session call runs the queued rows of many requests; lensgraph.protocol.v2).
+Both keep the replica's inference counters (lensgraph.protocol.stats), once per batch.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from deployments.tasks import TaskServing, serving_for
 from lensgraph import settings as lg_settings
 from lensgraph.errors import ModelUnavailable
 from lensgraph.inference.model_runner import ModelRunner
+from lensgraph.protocol import v2 as protocol_v2
+from lensgraph.protocol.stats import InferenceStats
 from lensgraph.repository.store import ModelEntry, find_model
 
 logger = logging.getLogger("ray.serve")
@@ -68,6 +75,8 @@ class BatchedModel:
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self.items_served = 0
         self.in_flight = 0  # items queued or in a batch on this replica (reported by info())
+        self.stats = InferenceStats()  # Triton's statistics (GET /v2/models/{name}/stats), per batch
+        self._signature: tuple[ModelEntry, protocol_v2.Signature] | None = None
         self.started_at = time.time()
         self._apply(self.settings)
 
@@ -104,8 +113,9 @@ class BatchedModel:
             old, self._executor = self._executor, ThreadPoolExecutor(new.inference_threads, f"{self.model_name}-ort")
             if old is not None:
                 old.shutdown(wait=False)
-        self._infer.set_max_batch_size(new.max_batch_size)
-        self._infer.set_batch_wait_timeout_s(new.batch_wait_timeout_s)
+        for queue in (self._infer, self._infer_rows):
+            queue.set_max_batch_size(new.max_batch_size)
+            queue.set_batch_wait_timeout_s(new.batch_wait_timeout_s)
         self.settings = new
         logger.info("%s: settings %s", self.model_name, new.model_dump())
 
@@ -133,18 +143,69 @@ class BatchedModel:
         self.require_model()
         self.in_flight += 1
         try:
-            return await self._infer(item)
+            return await self._infer((item, time.perf_counter_ns()))
         finally:
             self.in_flight -= 1
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=MAX_CONCURRENT_BATCHES)
-    async def _infer(self, items: list[Any]) -> list[Any]:
-        self.batch_sizes[len(items)] += 1
-        self.items_served += len(items)
+    async def _infer(self, queued: list[tuple[Any, int]]) -> list[Any]:
+        """Items of the task's method, each with its arrival time (one item: one request)."""
+        started = time.perf_counter_ns()
+        size = len(queued)
+        self.batch_sizes[size] += 1
+        self.items_served += size
+        arrivals = sum(arrived for _, arrived in queued)
         loop = asyncio.get_running_loop()
         runner = self.runner  # a version swap during the batch leaves this one to finish on its session
-        results = await loop.run_in_executor(self._executor, runner.serve_batch, items)
+        try:
+            results = await loop.run_in_executor(self._executor, runner.serve_batch, [item for item, _ in queued])
+        except BaseException:
+            self.stats.failed(size, arrivals, time.perf_counter_ns())
+            raise
+        self.stats.batch(size, size, arrivals, started, time.perf_counter_ns())
         return [(runner.entry.version, result) for result in results]
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0, max_concurrent_batches=MAX_CONCURRENT_BATCHES)
+    async def _infer_rows(self, queued: list[tuple[dict[str, np.ndarray], int, bool]]) -> list[Any]:
+        """Raw tensor rows (/v2): (one row of every input, its request's arrival, whether it is the request's
+        last row). The rows of all queued requests go through the session in one call."""
+        started = time.perf_counter_ns()
+        size = len(queued)
+        self.batch_sizes[size] += 1
+        self.items_served += size
+        ends = [arrived for _, arrived, last in queued if last]
+        loop = asyncio.get_running_loop()
+        runner = self.runner
+        signature = self.protocol_signature(runner)
+        try:
+            results, (spent_input, spent_infer, spent_output) = await loop.run_in_executor(
+                self._executor, protocol_v2.run_rows, runner.session, signature, [row for row, _, _ in queued])
+        except BaseException:
+            self.stats.failed(len(ends), sum(ends), time.perf_counter_ns())
+            raise
+        self.stats.batch(size, len(ends), sum(ends), started, time.perf_counter_ns(),
+                         spent_input, spent_infer, spent_output)
+        return [(runner.entry.version, result) for result in results]
+
+    def protocol_signature(self, runner: ModelRunner | None = None) -> protocol_v2.Signature:
+        """The served version's Open Inference Protocol signature (its card's tensors), checked once against
+        its graph: a card that disagrees with its graph is refused with the reason, never a session error."""
+        runner = runner or self.runner
+        if runner is None:
+            self.require_model()
+        cached = self._signature
+        if cached is None or cached[0] is not runner.entry:
+            signature = protocol_v2.Signature.from_card(runner.entry.card)
+            graph_inputs = {i.name for i in runner.session.get_inputs()}
+            graph_outputs = {o.name for o in runner.session.get_outputs()}
+            fed = {t.name for t in signature.inputs} | {f.name for f in signature.filled}
+            if fed != graph_inputs or not set(signature.output_names()) <= graph_outputs:
+                raise protocol_v2.ProtocolError(
+                    f"model {runner.entry.name!r} version {runner.entry.version}: its card's tensors "
+                    f"({sorted(fed)} -> {signature.output_names()}) are not its graph's ({sorted(graph_inputs)} -> "
+                    f"{sorted(graph_outputs)}); rebuild it")
+            self._signature = cached = (runner.entry, signature)
+        return cached[1]
 
     def run_batch(self, items: list[Any]) -> list[Any]:
         """One batch on the current runner, without Serve (tests and tools)."""
@@ -166,6 +227,14 @@ class BatchedModel:
         outputs = await asyncio.wait_for(loop.run_in_executor(self._executor, self.runner.run_session, blank), timeout=30)
         if not outputs or not all(np.isfinite(o).all() for o in outputs if o.dtype.kind == "f"):
             raise RuntimeError(f"{self.entry.name}: health probe produced no or non-finite outputs")
+
+    def protocol_state(self) -> dict[str, Any]:
+        """What the Open Inference Protocol's config and stats endpoints need, live: the served version,
+        the batching settings and this replica's counters (lensgraph.protocol.stats)."""
+        if self.entry is None:
+            return {"available": False, "reason": self.unavailable_reason}
+        return {"available": True, "version": self.entry.version, "max_batch_size": self.settings.max_batch_size,
+                "batch_wait_timeout_s": self.settings.batch_wait_timeout_s, "stats": self.stats.snapshot()}
 
     def info(self) -> dict[str, Any]:
         if self.entry is None:

@@ -32,7 +32,7 @@ BUFFER_BYTES = 1 << 20
 # Retries of a request lost inside (measured: 1-3 were needed for a request held by a killed ingress replica,
 # 0 failed in 9 runs with 5; 1 of 3 runs lost one with 2): docs/reliability.md, "Faults".
 RETRIES = 5
-OPEN_PATHS = ("/healthz", "/readyz", "/v1/models", "/openapi.json", "/docs")
+OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/v1/models", "/openapi.json", "/docs")
 
 
 def haproxy_binary() -> Path:

@@ -3,6 +3,9 @@
 Errors raised inside other replicas arrive wrapped by Ray; ``unwrap`` finds our own error inside,
 so a decode failure in the Preprocessor reaches the client as the same 415/422/413 it would be
 in-process. Every error answered here is logged once, with the request's id (pipelines/request_ids.py).
+
+Under ``/v2`` (the Open Inference Protocol) the same errors keep their status and log line but take the
+protocol's form, ``{"error": "<message>"}``, which its clients (tritonclient) read; /v1 keeps its own.
 """
 
 from __future__ import annotations
@@ -29,11 +32,23 @@ def unwrap(exc: BaseException) -> LensgraphError | None:
     return None
 
 
+def is_v2(scope: dict) -> bool:
+    """Whether a request is the Open Inference Protocol's (its errors are ``{"error": "<message>"}``)."""
+    path = scope.get("path") or ""
+    root = scope.get("root_path")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return path == "/v2" or path.startswith("/v2/")
+
+
 def error_response(status: int, code: str, message: str, detail: dict | None = None,
-                   retry_after_s: int | None = None) -> JSONResponse:
-    body = {"error": code, "message": message}
-    if detail:
-        body["detail"] = detail
+                   retry_after_s: int | None = None, v2: bool = False) -> JSONResponse:
+    if v2:
+        body: dict = {"error": message}
+    else:
+        body = {"error": code, "message": message}
+        if detail:
+            body["detail"] = detail
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
     return JSONResponse(status_code=status, content=body, headers=headers)
 
@@ -42,7 +57,7 @@ def logged(request: Request, status: int, code: str, message: str, exc: BaseExce
            detail: dict | None = None, retry_after_s: int | None = None) -> JSONResponse:
     """The error's JSON answer, after its one log line."""
     log_error(request.scope, status, code, message, exc)
-    return error_response(status, code, message, detail, retry_after_s)
+    return error_response(status, code, message, detail, retry_after_s, v2=is_v2(request.scope))
 
 
 def _ours(request: Request, exc: LensgraphError) -> JSONResponse:
@@ -51,7 +66,8 @@ def _ours(request: Request, exc: LensgraphError) -> JSONResponse:
     if exc.status >= 500:  # a server-side failure: no server paths to the client (the logs keep them)
         message = redact_paths(message)
         detail = {k: redact_paths(v) if isinstance(v, str) else v for k, v in detail.items()} if detail else None
-    return error_response(exc.status, exc.code, message, detail, getattr(exc, "retry_after_s", None))
+    return error_response(exc.status, exc.code, message, detail, getattr(exc, "retry_after_s", None),
+                          v2=is_v2(request.scope))
 
 
 def install(app: FastAPI) -> None:
@@ -82,4 +98,5 @@ def install(app: FastAPI) -> None:
         if "BackPressure" in name or "Unavailable" in name:  # a model deployment's queue is full
             return logged(request, 503, "overloaded", f"the service is busy ({name}); retry shortly", retry_after_s=1)
         log_error(request.scope, 500, "internal_error", f"unexpected {name}: {exc}", exc)  # with the traceback
-        return error_response(500, "internal_error", f"unexpected {name}; the service logged it")
+        return error_response(500, "internal_error", f"unexpected {name}; the service logged it",
+                              v2=is_v2(request.scope))

@@ -8,8 +8,8 @@ with ``Retry-After``. Refusals are answered here, before FastAPI routes anything
 401/403 logs one line (pipelines/request_ids.py), a 429 none (load shedding: a line each would cost what
 refusing early saves).
 
-``/healthz`` and ``/readyz`` (probes) and ``/docs``, ``/openapi.json`` (the API's description, no data)
-are always open; ``/v1/models`` (versions, settings, process ids) needs a key like the model routes.
+``/healthz``, ``/readyz``, ``/v2/health/live`` and ``/v2/health/ready`` (probes) and ``/docs``,
+``/openapi.json`` (the API's description, no data) are always open; ``/v1/models`` (versions, settings, process ids) needs a key like the model routes.
 The logic is Ray-free (lensgraph.security); docs/security.md says what is protected and how.
 """
 
@@ -21,12 +21,13 @@ from typing import Any
 
 from lensgraph.security import keys as api_keys
 from lensgraph.security.rate_limit import TokenBucketLimiter
-from pipelines.errors import error_response
+from pipelines.errors import error_response, is_v2
 from pipelines.request_ids import log_error
 
 logger = logging.getLogger("ray.serve")
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready",
+                        "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 MAX_CLIENTS = 10_000  # buckets kept per replica (lensgraph.security.rate_limit)
 _BEARER = b"bearer "
 
@@ -114,7 +115,7 @@ class GuardMiddleware:
             if key is None:
                 message = "this API key is not valid for this service"
                 log_error(scope, 403, "forbidden", message)
-                return await error_response(403, "forbidden", message)(scope, receive, send)
+                return await error_response(403, "forbidden", message, v2=is_v2(scope))(scope, receive, send)
             client = key.digest
         limiter = guard.limiter
         if limiter is not None:
@@ -122,25 +123,25 @@ class GuardMiddleware:
                 client = guard.client_of(scope)
             wait = limiter.take(client)
             if wait:
-                return await _rate_limited(limiter, wait, guard.keys is not None)(scope, receive, send)
+                return await _rate_limited(limiter, wait, guard.keys is not None, is_v2(scope))(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
 async def _unauthorized(scope, receive, send) -> None:
     message = "this API needs a key: send the header 'Authorization: Bearer <key>'"
     log_error(scope, 401, "unauthorized", message)
-    response = error_response(401, "unauthorized", message)
+    response = error_response(401, "unauthorized", message, v2=is_v2(scope))
     response.headers["WWW-Authenticate"] = 'Bearer realm="lensgraph"'
     await response(scope, receive, send)
 
 
-def _rate_limited(limiter: TokenBucketLimiter, wait_s: float, per_key: bool):
+def _rate_limited(limiter: TokenBucketLimiter, wait_s: float, per_key: bool, v2: bool = False):
     seconds = limiter.retry_after_header(wait_s)
     who = "API key" if per_key else "client address"
     return error_response(
         429, "rate_limited",
         f"over the rate limit of {limiter.rate:g} requests/s (bursts of {limiter.burst:g}) for this {who} "
         f"on this ingress replica; retry after {seconds} s",
-        retry_after_s=seconds,
+        retry_after_s=seconds, v2=v2,
     )
 

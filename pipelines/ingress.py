@@ -9,6 +9,10 @@ carrying every face of the request. Only small uint8 tensors travel (150 KB, 230
 Answers are built as plain dicts and sent as JSON directly: the pydantic response models in
 pipelines/schemas.py describe the API in OpenAPI (/docs) and the tests check answers against
 them, but they are not re-validated on every request.
+
+/v2 is the Open Inference Protocol (KServe v2, Triton's HTTP API) for every served model, by its served
+name: the card's tensors in, the graph's outputs out, through the same batched model deployments
+(lensgraph.protocol.v2 checks each request here, before any model sees it; docs/api.md).
 """
 
 
@@ -19,19 +23,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from lensgraph import __version__
 from lensgraph.errors import DeadlineExceeded, ModelUnavailable, UnknownModel
 from lensgraph.imaging.decode import DecodedImage, ImageLimits, decode_image
 from lensgraph.routes import classify, detect, digits, faces, landmarks
+from lensgraph.protocol import stats as protocol_stats
+from lensgraph.protocol import v2 as protocol_v2
 from lensgraph.routes.faces import DEFAULT_MIN_FACE
 from lensgraph.security import redact
 from lensgraph.serving_plan import CONVENTIONAL, ROUTE_TASKS, choose
-from pipelines import admission, errors, guard
+from pipelines import admission, errors, guard, open_inference
 from pipelines.admission import AdmissionMiddleware
 from pipelines.guard import GuardMiddleware
 from pipelines.http_inputs import openapi_extra, read_image, request_deadline
@@ -46,12 +53,27 @@ from pipelines.schemas import (
     LandmarksResponse,
     ModelInfo,
     ModelsResponse,
+    V2Error,
+    V2InferResponse,
+    V2Live,
+    V2ModelConfig,
+    V2ModelMetadata,
+    V2ModelReady,
+    V2ModelStats,
+    V2Ready,
+    V2ServerMetadata,
 )
 
 logger = logging.getLogger("ray.serve")
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)}
 IMAGE_ROUTE = openapi_extra(image=True)  # the requestBody and headers the routes read by hand
 OTHER_ROUTE = openapi_extra(image=False)
+V2_ERRORS = {code: {"model": V2Error} for code in (400, 404, 413, 422, 503, 504)}  # the protocol's error form
+V2_ROUTE = open_inference.route_extra(infer=False)
+V2_INFER_ROUTE = open_inference.route_extra(infer=True)
+# Examples name the built-ins, so /docs and the schema fuzzer reach real models, not only unknown names.
+V2_NAME = Path(description="a served model's name (GET /v1/models)", examples=["classifier", "digits"])
+V2_VERSION = Path(description="the version its deployment serves (1 for the built-ins)", examples=["1"])
 
 app = FastAPI(
     title="lensgraph",
@@ -398,6 +420,13 @@ class Preprocessor:
              responses={503: {"model": HealthResponse, "description": "a deployment does not answer"}},
              openapi_extra=OTHER_ROUTE)
     async def readyz(self) -> JSONResponse:
+        ready, states = await self._readiness()
+        return JSONResponse(status_code=200 if ready else 503,
+                            content={"status": "ready" if ready else "not ready", "models": states})
+
+    async def _readiness(self) -> tuple[bool, dict[str, str]]:
+        """Whether every model deployment answers (a model that was never built does not hold the others
+        back), and each one's state."""
         names = list(self.models)
         results = await asyncio.gather(
             *(asyncio.wait_for(self.models[n].info.remote(), timeout=5) for n in names), return_exceptions=True
@@ -410,6 +439,155 @@ class Preprocessor:
                 reason = redact.redact_paths(str(result.get("reason")))
                 states[name] = "ready" if result.get("available") else f"unavailable: {reason}"
         # Ready when every deployment answers; a model that was never built does not hold the others back.
-        ready = not any(s.startswith("not ready") for s in states.values())
-        return JSONResponse(status_code=200 if ready else 503,
-                            content={"status": "ready" if ready else "not ready", "models": states})
+        return not any(s.startswith("not ready") for s in states.values()), states
+
+    # -- the Open Inference Protocol (KServe v2) and Triton's extensions ------------------------------------
+    # Errors here are {"error": "<message>"} (pipelines/errors.py); the served name is the model's name.
+    @app.get("/v2", response_model=V2ServerMetadata, responses=V2_ERRORS, summary="server metadata (/v2)",
+             openapi_extra=V2_ROUTE)
+    async def v2_server(self) -> JSONResponse:
+        return JSONResponse(protocol_v2.server_metadata(__version__))
+
+    @app.get("/v2/health/live", response_model=V2Live, responses=V2_ERRORS, summary="liveness (/v2)",
+             openapi_extra=V2_ROUTE)
+    async def v2_live(self) -> JSONResponse:
+        return JSONResponse({"live": True})
+
+    @app.get("/v2/health/ready", response_model=V2Ready, responses=V2_ERRORS,
+             summary="readiness (/v2): every model deployment answers", openapi_extra=V2_ROUTE)
+    async def v2_ready(self) -> JSONResponse:
+        ready, states = await self._readiness()
+        if ready:
+            return JSONResponse({"ready": True})
+        waiting = {name: state for name, state in states.items() if state.startswith("not ready")}
+        raise ModelUnavailable(f"not ready: {waiting}")
+
+    @app.get("/v2/models/stats", response_model=V2ModelStats, responses=V2_ERRORS,
+             summary="statistics of every available model (/v2, Triton's statistics extension)",
+             openapi_extra=V2_ROUTE)
+    async def v2_all_stats(self) -> JSONResponse:
+        found = await asyncio.gather(*(self._v2_stat(name, None) for name in sorted(self.models)),
+                                     return_exceptions=True)
+        return JSONResponse({"model_stats": [stat for stat in found if not isinstance(stat, BaseException)]})
+
+    @app.get("/v2/models/{model_name}", response_model=V2ModelMetadata, responses=V2_ERRORS,
+             summary="model metadata (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_model(self, model_name: str = V2_NAME) -> JSONResponse:
+        return await self._v2_metadata(model_name, None)
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}", response_model=V2ModelMetadata,
+             responses=V2_ERRORS, summary="model metadata of a version (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_model_version(self, model_name: str = V2_NAME, model_version: str = V2_VERSION) -> JSONResponse:
+        return await self._v2_metadata(model_name, model_version)
+
+    @app.get("/v2/models/{model_name}/ready", response_model=V2ModelReady, responses=V2_ERRORS,
+             summary="model readiness (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_model_ready(self, model_name: str = V2_NAME) -> JSONResponse:
+        return await self._v2_model_ready(model_name, None)
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}/ready", response_model=V2ModelReady,
+             responses=V2_ERRORS, summary="model readiness of a version (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_model_version_ready(self, model_name: str = V2_NAME, model_version: str = V2_VERSION) -> JSONResponse:
+        return await self._v2_model_ready(model_name, model_version)
+
+    @app.get("/v2/models/{model_name}/config", response_model=V2ModelConfig, responses=V2_ERRORS,
+             summary="Triton model configuration (/v2): live max_batch_size, dims without the batch axis",
+             openapi_extra=V2_ROUTE)
+    async def v2_config(self, model_name: str = V2_NAME) -> JSONResponse:
+        return await self._v2_config(model_name, None)
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}/config", response_model=V2ModelConfig,
+             responses=V2_ERRORS, summary="Triton model configuration of a version (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_config_version(self, model_name: str = V2_NAME, model_version: str = V2_VERSION) -> JSONResponse:
+        return await self._v2_config(model_name, model_version)
+
+    @app.get("/v2/models/{model_name}/stats", response_model=V2ModelStats, responses=V2_ERRORS,
+             summary="Triton statistics (/v2): the model replica's live counters", openapi_extra=V2_ROUTE)
+    async def v2_stats(self, model_name: str = V2_NAME) -> JSONResponse:
+        return JSONResponse({"model_stats": [await self._v2_stat(model_name, None)]})
+
+    @app.get("/v2/models/{model_name}/versions/{model_version}/stats", response_model=V2ModelStats,
+             responses=V2_ERRORS, summary="Triton statistics of a version (/v2)", openapi_extra=V2_ROUTE)
+    async def v2_stats_version(self, model_name: str = V2_NAME, model_version: str = V2_VERSION) -> JSONResponse:
+        return JSONResponse({"model_stats": [await self._v2_stat(model_name, model_version)]})
+
+    @app.post("/v2/models/{model_name}/infer", response_model=V2InferResponse,
+              responses={200: open_inference.INFER_ANSWER, **V2_ERRORS}, summary="inference (/v2)",
+              openapi_extra=V2_INFER_ROUTE)
+    async def v2_infer(self, request: Request, model_name: str = V2_NAME) -> Response:
+        return await self._admit(request, self._v2_infer(request, model_name, None))
+
+    @app.post("/v2/models/{model_name}/versions/{model_version}/infer", response_model=V2InferResponse,
+              responses={200: open_inference.INFER_ANSWER, **V2_ERRORS}, summary="inference on a version (/v2)",
+              openapi_extra=V2_INFER_ROUTE)
+    async def v2_infer_version(self, request: Request, model_name: str = V2_NAME, model_version: str = V2_VERSION) -> Response:
+        return await self._admit(request, self._v2_infer(request, model_name, model_version))
+
+    async def _v2_model(self, name: str, version: str | None) -> tuple[dict[str, Any], protocol_v2.Signature]:
+        """A served model's card and protocol signature; 404 for a name not served or a version not served."""
+        if name not in self.models:
+            raise UnknownModel(f"unknown model {protocol_v2.quoted(name)}; the served models are "
+                               f"{sorted(self.models)}")
+        card = await self._card(name)
+        if version is not None and version != str(card["version"]):
+            if version.isdigit():  # the deployment may have changed version live since the card was read
+                self._cards.pop(name, None)
+                card = await self._card(name)
+            if version != str(card["version"]):
+                raise protocol_v2.VersionNotServed(
+                    f"model {name!r} serves version {card['version']}, not {protocol_v2.quoted(version)}: one "
+                    f"version is served at a time, the one its deployment's user_config.version names")
+        signature = self._geometry_of(("v2", name, card["version"]), lambda: protocol_v2.Signature.from_card(card))
+        return card, signature
+
+    async def _v2_metadata(self, name: str, version: str | None) -> JSONResponse:
+        card, signature = await self._v2_model(name, version)
+        return JSONResponse(signature.metadata(name, card["version"]))
+
+    async def _v2_model_ready(self, name: str, version: str | None) -> JSONResponse:
+        if name not in self.models:
+            raise UnknownModel(f"unknown model {protocol_v2.quoted(name)}; the served models are "
+                               f"{sorted(self.models)}")
+        try:
+            info = await asyncio.wait_for(self.models[name].info.remote(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - not answering is the answer
+            raise ModelUnavailable(f"model {name!r} is not ready: its deployment did not answer "
+                                   f"({type(exc).__name__})") from None
+        if not info.get("available"):
+            raise ModelUnavailable(f"model {name!r} is not ready: {redact.redact_paths(str(info.get('reason')))}")
+        if version is not None and version != str(info["version"]):
+            await self._v2_model(name, version)  # 404 with the reason (and the card re-read)
+        return JSONResponse({"name": name, "ready": True})
+
+    async def _v2_state(self, name: str, version: str | None
+                        ) -> tuple[dict[str, Any], protocol_v2.Signature, dict[str, Any]]:
+        """Card, signature and the deployment's live protocol state (settings, counters) of one version."""
+        card, signature = await self._v2_model(name, version)
+        state = await self.call(name, "protocol_state")
+        if not state.get("available"):
+            raise ModelUnavailable(f"{name} is unavailable: {redact.redact_paths(str(state.get('reason')))}")
+        if state["version"] != card["version"]:  # changed live: describe the version serving now
+            self._cards.pop(name, None)
+            card, signature = await self._v2_model(name, version)
+        return card, signature, state
+
+    async def _v2_config(self, name: str, version: str | None) -> JSONResponse:
+        card, signature, state = await self._v2_state(name, version)
+        return JSONResponse(signature.config(name, state["version"], state["max_batch_size"],
+                                             state["batch_wait_timeout_s"]))
+
+    async def _v2_stat(self, name: str, version: str | None) -> dict[str, Any]:
+        _, _, state = await self._v2_state(name, version)
+        return protocol_stats.model_stat(name, state["version"], state["stats"])
+
+    async def _v2_infer(self, request: Request, name: str, version: str | None) -> Response:
+        card, signature = await self._v2_model(name, version)
+        body = await open_inference.read_body(request, open_inference.body_limit(self.max_upload_bytes))
+        parsed = await self._cpu(protocol_v2.parse_request, body, request.headers.get(protocol_v2.HEADER_LENGTH),
+                                 signature, self.max_upload_bytes)
+        answered, arrays = await self.call(name, "infer_tensors", parsed.inputs, parsed.output_names(), name)
+        if answered != card["version"]:  # a live version change: answer with the version that answered
+            self._cards.pop(name, None)
+            card, signature = await self._v2_model(name, None)
+        content, length = await self._cpu(protocol_v2.encode_response, name, answered, parsed, arrays, signature)
+        return open_inference.infer_response(content, length)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorResponse(BaseModel):
@@ -160,3 +160,74 @@ class ModelsResponse(BaseModel):
 class HealthResponse(BaseModel):
     status: str
     models: dict[str, str] = Field(default_factory=dict)
+
+
+# -- the Open Inference Protocol (/v2): its own error form and answers ---------------------------------------
+class V2Error(BaseModel):
+    """The protocol's error: what was wrong, in one string (tritonclient raises it as the exception's message)."""
+
+    error: str
+
+
+class V2ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str] = Field(description="binary_tensor_data, model_configuration, statistics")
+
+
+class V2Live(BaseModel):
+    live: bool
+
+
+class V2Ready(BaseModel):
+    ready: bool
+
+
+class V2ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str = Field(description="UINT8, FP32, ...")
+    shape: list[int] = Field(description="batch first; -1 for every dynamic axis")
+
+
+class V2ModelMetadata(BaseModel):
+    name: str = Field(description="the served name")
+    versions: list[str] = Field(description="the version its deployment serves")
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2ModelConfig(BaseModel):
+    """Triton's model configuration (the fields perf_analyzer reads; dims without the batch axis)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    platform: str
+    max_batch_size: int = Field(description="the deployment's live max_batch_size")
+    input: list[dict[str, Any]]
+    output: list[dict[str, Any]]
+
+
+class V2ModelStats(BaseModel):
+    model_stats: list[dict[str, Any]] = Field(description=(
+        "Triton's statistics: name, version, inference_count, execution_count, inference_stats, batch_stats"))
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = Field(None, description="flat, row-major (absent for a binary output)")
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_size for a binary output")
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str
+    id: str | None = Field(None, description="the request's id, when it sent one")
+    outputs: list[V2OutputTensor]

@@ -104,8 +104,11 @@ def problems(case, response) -> list[str]:
             body = json.loads(response.content)
         except ValueError:
             return [*found, "error body is not JSON"]
-        if not (isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("message"), str)
-                and set(body) <= ERROR_KEYS and isinstance(body.get("detail", {}), dict)):
+        if case.operation.path.startswith("/v2"):  # the Open Inference Protocol's own form (docs/api.md, "/v2")
+            if not (isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], str)):
+                found.append("error body is not the protocol's {error}")
+        elif not (isinstance(body, dict) and isinstance(body.get("error"), str) and isinstance(body.get("message"), str)
+                  and set(body) <= ERROR_KEYS and isinstance(body.get("detail", {}), dict)):
             found.append("error body is not {error, message[, detail]}")
     return found
 
