@@ -38,7 +38,7 @@ from lensgraph.protocol import v2 as protocol_v2
 from lensgraph.routes.faces import DEFAULT_MIN_FACE
 from lensgraph.security import redact
 from lensgraph.serving_plan import CONVENTIONAL, ROUTE_TASKS, choose
-from pipelines import admission, errors, guard, open_inference
+from pipelines import admission, errors, guard, open_inference, pictures
 from pipelines.admission import AdmissionMiddleware
 from pipelines.guard import GuardMiddleware
 from pipelines.http_inputs import openapi_extra, read_image, request_deadline
@@ -66,6 +66,8 @@ from pipelines.schemas import (
 
 logger = logging.getLogger("ray.serve")
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 404, 413, 415, 422, 503, 504)}
+# The /v1 image routes: JSON by default, the answer drawn on the photo with ?render=true (pipelines/pictures.py).
+IMAGE_REPLIES = {**ERRORS, 200: {"content": pictures.PICTURE_CONTENT}}
 IMAGE_ROUTE = openapi_extra(image=True)  # the requestBody and headers the routes read by hand
 OTHER_ROUTE = openapi_extra(image=False)
 V2_ERRORS = {code: {"model": V2Error} for code in (400, 404, 413, 422, 503, 504)}  # the protocol's error form
@@ -243,8 +245,15 @@ class Preprocessor:
             self._picked[(route, requested)] = name
         return name, await self._card(name)
 
+    async def _reply(self, route: str, fmt: str | None, body: dict[str, Any], pixels: np.ndarray, **extra: Any
+                     ) -> Response:
+        """The answer as JSON, or drawn on the photo when the request asked for a picture (pipelines/pictures.py)."""
+        if fmt is None:
+            return JSONResponse(body)
+        return await self._cpu(pictures.picture, route, fmt, pixels, body, extra)
+
     # -- routes ----------------------------------------------------------------------------------
-    @app.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, summary="ImageNet top-k",
+    @app.post("/v1/classify", response_model=ClassifyResponse, responses=IMAGE_REPLIES, summary="ImageNet top-k",
               openapi_extra=IMAGE_ROUTE)
     async def classify(
         self,
@@ -255,20 +264,28 @@ class Preprocessor:
         seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes zoom-crop-pad's crop reproducible"),
         model: str | None = Query(None, max_length=64, description=(
             "a served classification model (GET /v1/models); default: the app's default classifier")),
-    ) -> JSONResponse:
-        return await self._admit(request, self._classify(request, top_k, embedding, profile, seed, model))
+        render: bool = Query(False, description=(
+            "answer with the photo and the result drawn on it (JPEG; PNG when Accept asks for image/png); an Accept "
+            "of image/jpeg or image/png does the same")),
+    ) -> Response:
+        return await self._admit(request, self._classify(request, top_k, embedding, profile, seed, model, render))
 
     async def _classify(self, request: Request, top_k: int, embedding: bool, profile: str, seed: int | None,
-                        model: str | None = None) -> JSONResponse:
+                        model: str | None = None, render: bool = False) -> Response:
+        fmt = pictures.wanted(render, request)
         name, card = await self._pick("classify", model)
         geometry = self._geometry_of(("classify", name, card["version"]), lambda: classify.ClassifyGeometry.from_card(card))
         classify.check(geometry, top_k, profile)
         data = await read_image(request, self.max_upload_bytes)
-        crop = await self._cpu(lambda: classify.prepare(self._decode(data).pixels, geometry, profile, seed))
-        card, result = await self._run(name, card, "classify", crop, top_k, embedding)
-        return JSONResponse(classify.answer(card, profile, result))
+        def decode_and_prepare():
+            pixels = self._decode(data).pixels
+            return pixels, classify.prepare(pixels, geometry, profile, seed)
 
-    @app.post("/v1/faces", response_model=FacesResponse, responses=ERRORS, summary="faces and 15 landmarks each",
+        pixels, crop = await self._cpu(decode_and_prepare)  # one hand-off
+        card, result = await self._run(name, card, "classify", crop, top_k, embedding)
+        return await self._reply("classify", fmt, classify.answer(card, profile, result), pixels)
+
+    @app.post("/v1/faces", response_model=FacesResponse, responses=IMAGE_REPLIES, summary="faces and 15 landmarks each",
               openapi_extra=IMAGE_ROUTE)
     async def faces(
         self,
@@ -282,14 +299,18 @@ class Preprocessor:
             "the smallest face height (px) to search for: larger values mean fewer, coarser tiles, less CPU")),
         detector: str | None = Query(None, max_length=64, description="a served face detection model (default: the app's)"),
         landmark_model: str | None = Query(None, max_length=64, description="a served landmark model (default: the app's)"),
-    ) -> JSONResponse:
+        render: bool = Query(False, description=(
+            "answer with the photo and the result drawn on it (JPEG; PNG when Accept asks for image/png); an Accept "
+            "of image/jpeg or image/png does the same")),
+    ) -> Response:
         return await self._admit(request, self._faces(request, score_threshold, iou_threshold, landmarks, max_faces,
-                                                      min_face, detector, landmark_model))
+                                                      min_face, detector, landmark_model, render))
 
     async def _faces(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
                      landmarks: bool, max_faces: int | None = None,
                      min_face: int = DEFAULT_MIN_FACE, detector_name: str | None = None,
-                     landmark_name: str | None = None) -> JSONResponse:
+                     landmark_name: str | None = None, render: bool = False) -> Response:
+        fmt = pictures.wanted(render, request)
         detector_name, detector = await self._pick("faces", detector_name)
         landmark_name, landmark_card = await self._pick("landmarks", landmark_name)
         key = ("faces", detector_name, detector["version"], landmark_name, landmark_card["version"])
@@ -315,35 +336,41 @@ class Preprocessor:
             else:
                 results = []
         h, w = pixels.shape[:2]
-        return JSONResponse(faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face, plan))
+        body = faces.answer(detector, landmark_card, w, h, found, cut, results, geometry, min_face, plan)
+        return await self._reply("faces", fmt, body, pixels)
 
     async def _landmarks(self, name: str, card: dict[str, Any], crops: list) -> tuple[dict[str, Any], list[dict]]:
         """Model B on every crop of one request in one call; crops of many requests share its batches."""
         return await self._run(name, card, "predict_many", np.stack(crops))
 
-    @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=ERRORS, summary="landmarks of a face crop",
+    @app.post("/v1/landmarks", response_model=LandmarksResponse, responses=IMAGE_REPLIES, summary="landmarks of a face crop",
               openapi_extra=IMAGE_ROUTE)
     async def landmarks(
         self,
         request: Request,
         model: str | None = Query(None, max_length=64, description="a served landmark model (default: the app's)"),
-    ) -> JSONResponse:
-        return await self._admit(request, self._landmark_route(request, model))
+        render: bool = Query(False, description=(
+            "answer with the photo and the result drawn on it (JPEG; PNG when Accept asks for image/png); an Accept "
+            "of image/jpeg or image/png does the same")),
+    ) -> Response:
+        return await self._admit(request, self._landmark_route(request, model, render))
 
-    async def _landmark_route(self, request: Request, model: str | None = None) -> JSONResponse:
+    async def _landmark_route(self, request: Request, model: str | None = None, render: bool = False) -> Response:
+        fmt = pictures.wanted(render, request)
         name, card = await self._pick("landmarks", model)
         side = self._geometry_of(("landmarks", name, card["version"]), lambda: landmarks.crop_side(card))
         data = await read_image(request, self.max_upload_bytes)
 
         def decode_and_crop():
             pixels = self._decode(data).pixels
-            return pixels.shape[:2], landmarks.prepare(pixels, side)
+            return pixels, landmarks.prepare(pixels, side)
 
-        (h, w), (crop, box) = await self._cpu(decode_and_crop)  # one hand-off
+        pixels, (crop, box) = await self._cpu(decode_and_crop)  # one hand-off
+        h, w = pixels.shape[:2]
         card, (result,) = await self._landmarks(name, card, [crop])
-        return JSONResponse(landmarks.answer(card, w, h, box, result, side))
+        return await self._reply("landmarks", fmt, landmarks.answer(card, w, h, box, result, side), pixels)
 
-    @app.post("/v1/digits", response_model=DigitResponse, responses=ERRORS, summary="a digit and whether to trust it",
+    @app.post("/v1/digits", response_model=DigitResponse, responses=IMAGE_REPLIES, summary="a digit and whether to trust it",
               openapi_extra=IMAGE_ROUTE)
     async def digits(
         self,
@@ -352,21 +379,31 @@ class Preprocessor:
         seed: int | None = Query(None, ge=0, le=2**63 - 1, description="makes the dropout masks, so the answer, reproducible"),
         samples: int | None = Query(None, ge=1, le=200, description="Monte-Carlo dropout samples T (default: the model's, 30)"),
         model: str | None = Query(None, max_length=64, description="a served digits model (default: the app's)"),
-    ) -> JSONResponse:
-        return await self._admit(request, self._digits(request, probabilities, seed, samples, model))
+        render: bool = Query(False, description=(
+            "answer with the photo and the result drawn on it (JPEG; PNG when Accept asks for image/png); an Accept "
+            "of image/jpeg or image/png does the same")),
+    ) -> Response:
+        return await self._admit(request, self._digits(request, probabilities, seed, samples, model, render))
 
     async def _digits(self, request: Request, probabilities: bool, seed: int | None, samples: int | None,
-                      model: str | None = None) -> JSONResponse:
+                      model: str | None = None, render: bool = False) -> Response:
+        fmt = pictures.wanted(render, request)
         name, card = await self._pick("digits", model)
         self._geometry_of(("digits", name, card["version"]), lambda: digits.check_card(card))
         data = await read_image(request, self.max_upload_bytes)
-        prepared = await self._cpu(lambda: digits.prepare(self._decode(data)))
+        def decode_and_prepare():
+            decoded = self._decode(data)
+            return decoded, digits.prepare(decoded)
+
+        decoded, prepared = await self._cpu(decode_and_prepare)  # one hand-off
         result = None
         if not prepared.blank:
             card, result = await self._run(name, card, "predict", prepared.image, samples, seed)
-        return JSONResponse(digits.answer(card, prepared, result, probabilities))
+        body = digits.answer(card, prepared, result, probabilities)
+        return await self._reply("digits", fmt, body, decoded.pixels, digit_image=prepared,
+                                 probabilities=None if result is None else result["probabilities"])
 
-    @app.post("/v1/detect", response_model=DetectResponse, responses=ERRORS, summary="objects: boxes, classes, scores",
+    @app.post("/v1/detect", response_model=DetectResponse, responses=IMAGE_REPLIES, summary="objects: boxes, classes, scores",
               openapi_extra=IMAGE_ROUTE)
     async def detect_route(
         self,
@@ -378,18 +415,27 @@ class Preprocessor:
         max_detections: int | None = Query(None, ge=detect.MAX_DETECTIONS_RANGE[0], le=detect.MAX_DETECTIONS_RANGE[1],
                                            description="boxes at most, best first (default: the card's)"),
         model: str | None = Query(None, max_length=64, description="a served detection model (default: the app's)"),
-    ) -> JSONResponse:
-        return await self._admit(request, self._detect(request, score_threshold, iou_threshold, max_detections, model))
+        render: bool = Query(False, description=(
+            "answer with the photo and the result drawn on it (JPEG; PNG when Accept asks for image/png); an Accept "
+            "of image/jpeg or image/png does the same")),
+    ) -> Response:
+        return await self._admit(request, self._detect(request, score_threshold, iou_threshold, max_detections, model,
+                                                       render))
 
     async def _detect(self, request: Request, score_threshold: float | None, iou_threshold: float | None,
-                      max_detections: int | None, model: str | None) -> JSONResponse:
+                      max_detections: int | None, model: str | None, render: bool = False) -> Response:
+        fmt = pictures.wanted(render, request)
         name, card = await self._pick("detect", model)
         geometry = self._geometry_of(("detect", name, card["version"]), lambda: detect.DetectGeometry.from_card(card))
         limits = detect.thresholds(geometry, score_threshold, iou_threshold, max_detections)
         data = await read_image(request, self.max_upload_bytes)
-        image, mapping = await self._cpu(lambda: detect.prepare(self._decode(data).pixels, geometry))
+        def decode_and_prepare():
+            pixels = self._decode(data).pixels
+            return pixels, *detect.prepare(pixels, geometry)
+
+        pixels, image, mapping = await self._cpu(decode_and_prepare)  # one hand-off
         card, result = await self._run(name, card, "detect_objects", image, mapping, limits)
-        return JSONResponse(result)
+        return await self._reply("detect", fmt, result, pixels)
 
     # -- the service -----------------------------------------------------------------------------
     @app.get("/v1/models", response_model=ModelsResponse, summary="models, weights and live batching settings",

@@ -404,3 +404,39 @@ def test_digits_seed_samples_probabilities_and_blank(server, assets):
     assert blank.json()["reason"] == "blank"
     info = server.models()["digits"]["info"]
     assert info["uncertainty"]["calibrated"] is True and info["uncertainty"]["default_samples"] == 30
+
+
+def _picture(response: httpx.Response, media: str) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == media
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB")).astype(np.int16)
+
+
+def test_answers_drawn_on_the_photo_with_render_or_an_image_accept(server, assets, tmp_path):
+    """?render=true (JPEG) or Accept: image/png: the photo at its own size, changed inside every answer box."""
+    path = assets / "face_detector/linzaer_imgs_2.jpg"
+    data = path.read_bytes()
+    photo = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+    body = httpx.post(server.url + "/v1/faces", content=data, headers={"content-type": "image/jpeg"}, timeout=60).json()
+    drawn = _picture(httpx.post(server.url + "/v1/faces", content=data, timeout=60,
+                                headers={"content-type": "image/jpeg", "accept": "image/png"}), "image/png")
+    assert drawn.shape == photo.shape and len(body["faces"]) == 4
+    for face in body["faces"]:
+        b = {k: int(round(v)) for k, v in face["box"].items()}
+        inside = (slice(max(b["y1"], 0), b["y2"]), slice(max(b["x1"], 0), b["x2"]))
+        assert np.abs(drawn[inside] - photo[inside]).max() > 100, face  # a box and 15 points were drawn there
+    assert np.abs(drawn[-20:, :20] - photo[-20:, :20]).max() == 0  # a corner with no face is the photo (PNG)
+    for route, params in (("/v1/classify", {"render": "true"}), ("/v1/landmarks", {"render": "true"}),
+                          ("/v1/digits", {"render": "true"})):
+        picture = _picture(httpx.post(server.url + route, params=params, content=data, timeout=60,
+                                      headers={"content-type": "image/jpeg"}), "image/jpeg")
+        assert picture.ndim == 3 and picture.std() > 10, route
+    assert _picture(httpx.post(server.url + "/v1/classify", params={"render": "true"}, content=data, timeout=60,
+                               headers={"content-type": "image/jpeg"}), "image/jpeg").shape == photo.shape
+    refused = httpx.post(server.url + "/v1/faces", params={"render": "true"}, content=b"not an image", timeout=30,
+                         headers={"content-type": "image/jpeg"})
+    assert refused.status_code == 415 and refused.json()["error"] == "unsupported_media_type"  # errors stay JSON
+    saved = subprocess.run([sys.executable, "-m", "lensgraph", "client", "faces", str(path), "--url", server.url,
+                            "--save", str(tmp_path / "drawn.png")], capture_output=True, text=True, timeout=120)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    assert Image.open(tmp_path / "drawn.png").size == (photo.shape[1], photo.shape[0])

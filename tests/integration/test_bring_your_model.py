@@ -253,6 +253,10 @@ def test_detect_answers_the_box_the_weights_put_there_in_the_photos_pixels(byo):
     for params in ({"score_threshold": 0}, {"iou_threshold": 2}, {"max_detections": 0}):
         refused = detect(**params)
         assert refused.status_code == 422 and params.popitem()[0] in refused.text, refused.text
+    drawn = httpx.post(server.url + "/v1/detect", params={"render": "true"}, content=data, timeout=60,
+                       headers={"content-type": "image/jpeg"})
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(drawn.content)).size == (768, 576)
     shown = subprocess.run([sys.executable, "-m", "lensgraph", "client", "detect", str(darknet_files.sample_photo("dog.jpg")),
                             "--url", server.url, "--model", "detector"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and "dog" in shown.stdout and "NOT REAL" in shown.stdout, shown.stdout + shown.stderr
