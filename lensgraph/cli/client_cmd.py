@@ -24,8 +24,9 @@ ROUTES = {"classify": "/v1/classify", "faces": "/v1/faces", "landmarks": "/v1/la
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("client", help="send images to a running lensgraph server, or check a deployment")
-    p.add_argument("route", choices=[*ROUTES, "models", "check"],
-                   help="what to ask; check: preset checks against the deployment (PASS/FAIL, exit 1 on a failure)")
+    p.add_argument("route", choices=[*ROUTES, "models", "check", "watch"],
+                   help="what to ask; check: preset checks against the deployment (PASS/FAIL, exit 1 on a failure); "
+                        "watch: probe every route periodically (docs/clients.md)")
     p.add_argument("images", nargs="*", type=Path, help="image files or folders (searched recursively for images)")
     p.add_argument("--url", default=DEFAULT_URL, help=f"server base URL (default {DEFAULT_URL}, or $LENSGRAPH_URL)")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
@@ -45,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--assets", default=None, help="check: the assets folder (default $LENSGRAPH_ASSETS)")
     p.add_argument("--requests", type=int, default=20, help="check: classify requests timed for p50/p99")
     p.add_argument("--max-p99-ms", type=float, default=None, help="check: fail when classify p99 is above this")
+    p.add_argument("--every", default="10s", help="watch: time between rounds of probes (10s, 500ms, 2m)")
+    p.add_argument("--count", type=int, default=0, help="watch: stop after this many rounds (0: until Ctrl-C)")
+    p.add_argument("--window", type=int, default=100, help="watch: probes per route the p50/p99 are taken over")
+    p.add_argument("--textfile", default=None, metavar="PATH",
+                   help="watch: also write Prometheus text format here (node-exporter's textfile collector)")
     p.set_defaults(func=run)
 
 
@@ -67,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
         from lensgraph.cli import client_check
 
         return client_check.run(args)
+    if args.route == "watch":
+        from lensgraph.cli import client_watch
+
+        return client_watch.run(args)
     base = args.url.rstrip("/")
     with httpx.Client(timeout=args.timeout, headers=auth_headers(args.api_key)) as client:
         if args.route == "models":

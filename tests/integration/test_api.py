@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -440,3 +442,46 @@ def test_answers_drawn_on_the_photo_with_render_or_an_image_accept(server, asset
                             "--save", str(tmp_path / "drawn.png")], capture_output=True, text=True, timeout=120)
     assert saved.returncode == 0, saved.stdout + saved.stderr
     assert Image.open(tmp_path / "drawn.png").size == (photo.shape[1], photo.shape[0])
+
+
+# -- lensgraph client check / watch against this app (docs/clients.md) -------------------------------------------
+
+
+def _client(*args: str, assets: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"LENSGRAPH_ASSETS": str(assets)} if assets else {})}
+    return subprocess.run([sys.executable, "-m", "lensgraph", "client", *args],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_client_check_passes_on_a_real_app_and_fails_against_a_wrong_url(server, assets):
+    from lensgraph.devcluster import free_port
+
+    done = _client("check", "--url", server.url, "--requests", "10", "--json", assets=assets)
+    assert done.returncode == 0, done.stdout + done.stderr
+    body = json.loads(done.stdout)
+    failed = [c for c in body["checks"] if c["status"] != "PASS"]
+    assert body["passed"] is True and not failed, failed
+    latency = next(c for c in body["checks"] if c["name"] == "classify latency")
+    assert latency["requests"] == 10 and 0 < latency["p50_ms"] <= latency["p99_ms"]
+    table = _client("check", "--url", server.url, "--requests", "3", assets=assets)
+    assert table.returncode == 0 and "FAIL" not in table.stdout and table.stdout.count("PASS") == len(body["checks"])
+    wrong = _client("check", "--url", f"http://127.0.0.1:{free_port()}", assets=assets)
+    assert wrong.returncode == 1 and "FAIL" in wrong.stdout and "PASS" not in wrong.stdout
+
+
+def test_client_watch_probes_every_route_and_writes_prometheus_text(server, tmp_path):
+    from lensgraph.devcluster import free_port
+
+    prom = tmp_path / "lensgraph.prom"
+    done = _client("watch", "--url", server.url, "--every", "200ms", "--count", "3", "--textfile", str(prom))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "round 3 of 3" in done.stdout and "DOWN" not in done.stdout
+    text = prom.read_text()
+    for route in ("readyz", "classify", "faces", "landmarks", "digits"):
+        assert f'lensgraph_probe_requests_total{{url="{server.url}",route="{route}",status="200"}} 3' in text
+        assert f'lensgraph_probe_up{{url="{server.url}",route="{route}"}} 1' in text
+        assert f'route="{route}",quantile="0.99"}}' in text
+    dead = f"http://127.0.0.1:{free_port()}"
+    down = _client("watch", "--url", dead, "--every", "0.1", "--count", "1", "--textfile", str(prom))
+    assert down.returncode == 1 and "DOWN" in down.stdout
+    assert f'lensgraph_probe_requests_total{{url="{dead}",route="classify",status="error"}} 1' in prom.read_text()

@@ -203,3 +203,23 @@ def test_the_drawn_digit_and_letter_are_read_as_the_check_expects(digits_model):
         assert answer["reliable"] is check.reliable, (check.name, answer)
         if check.digit is not None:
             assert answer["digit"] == check.digit, (check.name, answer)
+
+
+def test_watch_durations_and_prometheus_text():
+    from lensgraph.cli.client_watch import RouteStats, parse_every, prometheus_text
+
+    assert [parse_every(t) for t in ("10s", "500ms", "2m", "1.5", "1h")] == [10.0, 0.5, 120.0, 1.5, 3600.0]
+    for bad in ("0s", "-1", "soon", "10 parsecs"):
+        with pytest.raises(ValueError, match="--every"):
+            parse_every(bad)
+    stats = {"classify": RouteStats(window=3), "faces": RouteStats()}
+    for seconds in (0.01, 0.02, 0.03, 0.04):
+        stats["classify"].add("200", seconds)
+    stats["faces"].add("error", None)
+    assert list(stats["classify"].latencies) == [0.02, 0.03, 0.04]  # the window
+    assert stats["classify"].availability == 1.0 and stats["faces"].availability == 0.0
+    text = prometheus_text(stats, 'http://h:1/"x"', 12.5)
+    assert 'lensgraph_probe_requests_total{url="http://h:1/\\"x\\"",route="classify",status="200"} 4' in text
+    assert 'lensgraph_probe_up{url="http://h:1/\\"x\\"",route="faces"} 0' in text
+    assert 'route="faces",quantile' not in text  # no latency without an answer
+    assert text.endswith("lensgraph_probe_last_round_timestamp_seconds{url=\"http://h:1/\\\"x\\\"\"} 12.500\n")
