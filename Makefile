@@ -47,11 +47,12 @@ help:
 setup: $(VENV)/.stamp-setup
 
 # Debian packages the tests and the digits evaluation read: TrueType fonts to render held-out letters
-# (lensgraph/evaluation/ood.py; never used in training), and darknet for its network cfg files, voc.names
-# and sample photos (lensgraph/architectures/darknet_files.py; it ships no weights). Installed when missing
-# and when root (as in CI); otherwise a line says what to install, the evaluation uses the fonts there are
-# and the darknet tests skip.
-SYSTEM_PACKAGES := fonts-liberation fonts-freefont-ttf darknet
+# (lensgraph/evaluation/ood.py; never used in training), darknet for its network cfg files, voc.names
+# and sample photos (lensgraph/architectures/darknet_files.py; it ships no weights), and chromium with its
+# chromedriver, the real browser the web page is tested in (tests/integration/browser.py). Installed when
+# missing and when root (as in CI); otherwise a line says what to install, the evaluation uses the fonts
+# there are, and the darknet and browser tests skip (fail under CI=true).
+SYSTEM_PACKAGES := fonts-liberation fonts-freefont-ttf darknet chromium chromium-driver
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || printf '%s ' $$p; done); \
 	if [ -z "$$missing" ]; then exit 0; fi; \

@@ -25,6 +25,8 @@ import copy
 import json
 from pathlib import Path
 
+from lensgraph import web
+
 INGRESS = "Preprocessor"
 DEFAULT_MAX_IN_FLIGHT = 64  # pipelines/ingress.py's default, when the config does not set it
 MAX_CONNECTIONS = 1024  # client connections at once; with BUFFER_BYTES, at most 2 GiB of buffers
@@ -32,7 +34,9 @@ BUFFER_BYTES = 1 << 20
 # Retries of a request lost inside (measured: 1-3 were needed for a request held by a killed ingress replica,
 # 0 failed in 9 runs with 5; 1 of 3 runs lost one with 2): docs/reliability.md, "Faults".
 RETRIES = 5
-OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/v1/models", "/openapi.json", "/docs")
+# Past the limit (the probes backend): probes, descriptions and the web page's static files (lensgraph/web).
+OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/v1/models", "/openapi.json", "/docs",
+              *web.PAGE_PATHS)
 
 
 def haproxy_binary() -> Path:

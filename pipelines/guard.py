@@ -8,8 +8,9 @@ with ``Retry-After``. Refusals are answered here, before FastAPI routes anything
 401/403 logs one line (pipelines/request_ids.py), a 429 none (load shedding: a line each would cost what
 refusing early saves).
 
-``/healthz``, ``/readyz``, ``/v2/health/live`` and ``/v2/health/ready`` (probes) and ``/docs``,
-``/openapi.json`` (the API's description, no data) are always open; ``/v1/models`` (versions, settings, process ids) needs a key like the model routes.
+``/healthz``, ``/readyz``, ``/v2/health/live`` and ``/v2/health/ready`` (probes), ``/docs``,
+``/openapi.json`` (the API's description, no data) and the web page (``/`` and its files, lensgraph/web: it
+holds no data, and sends the key the user pastes with each API call) are always open; ``/v1/models`` (versions, settings, process ids) needs a key like the model routes.
 The logic is Ray-free (lensgraph.security); docs/security.md says what is protected and how.
 """
 
@@ -19,6 +20,7 @@ import logging
 import math
 from typing import Any
 
+from lensgraph import web
 from lensgraph.security import keys as api_keys
 from lensgraph.security.rate_limit import TokenBucketLimiter
 from pipelines.errors import error_response, is_v2
@@ -27,7 +29,7 @@ from pipelines.request_ids import log_error
 logger = logging.getLogger("ray.serve")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready",
-                        "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+                        "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", *web.PAGE_PATHS})
 MAX_CLIENTS = 10_000  # buckets kept per replica (lensgraph.security.rate_limit)
 _BEARER = b"bearer "
 

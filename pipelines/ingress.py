@@ -38,7 +38,7 @@ from lensgraph.protocol import v2 as protocol_v2
 from lensgraph.routes.faces import DEFAULT_MIN_FACE
 from lensgraph.security import redact
 from lensgraph.serving_plan import CONVENTIONAL, ROUTE_TASKS, choose
-from pipelines import admission, errors, guard, open_inference, pictures
+from pipelines import admission, errors, guard, open_inference, pictures, web_page
 from pipelines.admission import AdmissionMiddleware
 from pipelines.guard import GuardMiddleware
 from pipelines.http_inputs import openapi_extra, read_image, request_deadline
@@ -83,6 +83,7 @@ app = FastAPI(
     description="Vision models behind one API: face landmarks, ImageNet classification, digits with uncertainty.",
 )
 errors.install(app)
+web_page.install(app)  # GET / (the web page, lensgraph/web) and its files; not in the OpenAPI schema
 app.add_middleware(AdmissionMiddleware)  # counts and refuses model requests before FastAPI routes them
 app.add_middleware(GuardMiddleware)  # outermost: API keys and rate limits, off by default (docs/security.md)
 

@@ -485,3 +485,72 @@ def test_client_watch_probes_every_route_and_writes_prometheus_text(server, tmp_
     down = _client("watch", "--url", dead, "--every", "0.1", "--count", "1", "--textfile", str(prom))
     assert down.returncode == 1 and "DOWN" in down.stdout
     assert f'lensgraph_probe_requests_total{{url="{dead}",route="classify",status="error"}} 1' in prom.read_text()
+
+
+# -- the web page (GET /, lensgraph/web; docs/api.md, "The web page") ------------------------------------------------
+
+
+def test_the_web_page_and_its_files_are_served_outside_the_openapi_schema(server):
+    from lensgraph import web
+
+    for path, (name, media) in web.FILES.items():
+        response = httpx.get(server.url + path, timeout=30)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"] == media and response.content == web.read(name)
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+    spec = httpx.get(server.url + "/openapi.json", timeout=30).json()
+    assert not set(web.PAGE_PATHS) & set(spec["paths"]), "the page is not part of the API's schema"
+    assert httpx.get(server.url + "/docs", timeout=30).status_code == 200
+
+
+def test_the_web_page_finds_every_face_in_a_real_browser(server, assets, tmp_path):
+    """Headless chromium (tests/integration/browser.py): the models panel, a photo uploaded with "faces", the
+    count, the picture and the latency shown, then an API error shown readably. LENSGRAPH_SCREENSHOT=1 saves
+    the screenshot to docs/web_page.png."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.browser import chromium, screenshot
+
+    photo = assets / "face_detector/linzaer_imgs_2.jpg"
+    width, height = Image.open(photo).size
+    with chromium(tmp_path) as browser:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 90, poll_frequency=0.2)
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#models-body tr[data-model]")
+                   or b.find_element(By.ID, "models-error").is_displayed())
+        assert not browser.find_element(By.ID, "models-error").is_displayed(), browser.find_element(
+            By.ID, "models-error").text
+        rows = browser.find_elements(By.CSS_SELECTOR, "#models-body tr[data-model]")
+        models = {row.get_attribute("data-model"): row.text for row in rows}
+        assert set(models) == {"classifier", "face_detector", "landmarks", "digits"}, models
+        for name, text in models.items():
+            assert "available" in text and "real" in text and "random" not in text, (name, text)
+
+        browser.find_element(By.CSS_SELECTOR, 'input[name="task"][value="faces"]').click()
+        browser.find_element(By.ID, "file").send_keys(str(photo))
+        result = browser.find_element(By.ID, "result")
+        wait.until(lambda b: result.get_attribute("data-state") in ("done", "error"))
+        assert result.get_attribute("data-state") == "done", browser.find_element(By.ID, "error").text
+        summary = browser.find_element(By.ID, "summary")
+        assert summary.get_attribute("data-count") == "4" and "4 faces" in summary.text, summary.text
+        complete, natural_width, natural_height = browser.execute_script(
+            "const image = document.getElementById('rendered'); return [image.complete, image.naturalWidth, "
+            "image.naturalHeight];")
+        assert complete and (natural_width, natural_height) == (width, height), "the picture is the photo, drawn on"
+        for part in ("latency-json", "latency-picture"):
+            shown = browser.find_element(By.ID, part).text
+            assert shown.endswith(" ms") and 0 < int(shown[:-3]) < 60_000, (part, shown)
+        assert len(json.loads(browser.find_element(By.ID, "json").get_attribute("textContent"))["faces"]) == 4
+        problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert not problems, problems  # no script error, nothing refused by the page's Content-Security-Policy
+        saved = screenshot(browser, tmp_path)
+        assert Image.open(saved).size[0] > 0
+
+        not_an_image = tmp_path / "notes.txt"
+        not_an_image.write_text("these are notes, not a photo")
+        browser.find_element(By.CSS_SELECTOR, 'input[name="task"][value="classify"]').click()
+        browser.find_element(By.ID, "file").send_keys(str(not_an_image))
+        wait.until(lambda b: result.get_attribute("data-state") == "error")
+        error = browser.find_element(By.ID, "error").text
+        assert error.startswith("415 unsupported_media_type: ") and len(error) > 40, error

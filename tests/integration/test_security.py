@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from lensgraph import web
 from lensgraph.security import keys
 from tests.integration.conftest import running_server
 
@@ -53,6 +54,8 @@ def test_keys_and_rate_limit_on_a_real_app(secured, assets):
         assert httpx.get(url + "/healthz", timeout=30).json()["status"] == "ok"
     assert httpx.get(url + "/readyz", timeout=30).status_code == 200
     assert httpx.get(url + "/openapi.json", timeout=30).status_code == 200
+    for path in web.PAGE_PATHS:  # the web page is open (no data); the API calls it makes need the key
+        assert httpx.get(url + path, timeout=30).status_code == 200, path
 
     ok = _classify(url, photo, key)
     assert ok.status_code == 200, ok.text
