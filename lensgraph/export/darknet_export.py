@@ -55,7 +55,7 @@ def export_darknet(cfg_path: Path, weights: Path | None, seed: int | None, out: 
     from lensgraph.architectures.darknet_weights import load_into, parse_weights, random_weights, read_weights
     from lensgraph.export.artifacts import export_torch
     from lensgraph.imaging.letterbox import DARKNET_FILL
-    from lensgraph.imaging.resize import OPENCV_BILINEAR, ResizeSpec
+    from lensgraph.imaging.resize import DARKNET_BILINEAR, ResizeSpec
     from lensgraph.repository.weights import sha256_file
 
     module, cfg = build_darknet(cfg_path)
@@ -78,7 +78,7 @@ def export_darknet(cfg_path: Path, weights: Path | None, seed: int | None, out: 
     }
     report.settings["host_preprocessing"] = {
         "letterbox": {"size": [cfg.width, cfg.height], "fill": DARKNET_FILL, "centered": True},
-        "resize": ResizeSpec.from_card(resize, OPENCV_BILINEAR).describe(),  # darknet: bilinear, no antialias
+        "resize": ResizeSpec.from_card(resize, DARKNET_BILINEAR).describe(),  # darknet's own resize_image
     }
     report.settings["options"] = {**detection_options(options), "region": cfg.region.to_dict()}
     return report

@@ -2,10 +2,11 @@
 
 Darknet's detector sees each photo with its aspect ratio kept, centred on a canvas filled with 0.5
 (``letterbox_image``); in uint8 that is 127. The photo is scaled on each axis by exactly
-``fitted / original`` size (lensgraph.imaging.tiling.fitted_size, which the face detector's views use
-too), so :meth:`LetterboxMapping.to_image` inverts the placement exactly, up to the resampling itself.
-The resampling is named (lensgraph.imaging.resize); darknet's own ``resize_image`` is a bilinear
-without antialiasing, so the default is OpenCV's bilinear, the nearest named transform to it.
+``fitted / original`` size, the fitted size computed as darknet does (integer division), so
+:meth:`LetterboxMapping.to_image` inverts the placement exactly, up to the resampling itself. The
+resampling is named (lensgraph.imaging.resize): the darknet detector's card names darknet's own
+``resize_image`` (``library: darknet``), which this reproduces to half a grey level (tests/unit/test_darknet.py
+compares it with libdarknet's ``letterbox_image``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lensgraph.imaging.resize import OPENCV_BILINEAR, ResizeSpec, resize_to
-from lensgraph.imaging.tiling import fitted_size
+from lensgraph.imaging.resize import DARKNET_BILINEAR, ResizeSpec, resize_to
 
 __all__ = ["DARKNET_FILL", "LetterboxMapping", "letterbox"]
 
@@ -55,14 +55,22 @@ class LetterboxMapping:
         return out
 
 
+def fitted(width: int, height: int, size: tuple[int, int]) -> tuple[int, int]:
+    """darknet's ``letterbox_image`` size: the limiting side fills the input, the other is truncated."""
+    out_w, out_h = size
+    if out_w / width < out_h / height:
+        return out_w, max(1, (height * out_w) // width)
+    return max(1, (width * out_h) // height), out_h
+
+
 def letterbox(pixels: np.ndarray, size: tuple[int, int], fill: int = DARKNET_FILL,
-              resize: ResizeSpec = OPENCV_BILINEAR) -> tuple[np.ndarray, LetterboxMapping]:
+              resize: ResizeSpec = DARKNET_BILINEAR) -> tuple[np.ndarray, LetterboxMapping]:
     """``pixels`` (HxWx3 uint8) fitted into ``size = (width, height)``, centred on ``fill``, and its mapping."""
     if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"letterbox needs an HxWx3 uint8 image, got {pixels.dtype} {pixels.shape}")
     out_w, out_h = size
     h, w = pixels.shape[:2]
-    new_w, new_h = fitted_size(w, h, size)
+    new_w, new_h = fitted(w, h, size)
     off_x, off_y = (out_w - new_w) // 2, (out_h - new_h) // 2  # darknet: (w - new_w) / 2 in ints
     canvas = np.full((out_h, out_w, 3), fill, np.uint8)
     canvas[off_y : off_y + new_h, off_x : off_x + new_w] = resize_to(pixels, (new_w, new_h), resize)

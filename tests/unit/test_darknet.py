@@ -385,7 +385,7 @@ def test_random_darknet_weights_export_with_parity_and_a_full_card(random_detect
     assert card["preprocessing"]["in_graph"] == {"mean": [0.0] * 3, "std": [255.0] * 3}
     before = card["preprocessing"]["before_graph"]
     assert before["letterbox"] == {"size": [416, 416], "fill": DARKNET_FILL, "centered": True}
-    assert before["resize"] == {"library": "opencv", "filter": "bilinear", "antialias": False}
+    assert before["resize"] == {"library": "darknet", "filter": "bilinear", "antialias": False}
     options = card["options"]
     assert options["region"] == {"anchors": VOC_ANCHORS, "num": 5, "classes": 20, "coords": 4, "softmax": True}
     assert (options["score_threshold"], options["iou_threshold"], options["max_detections"]) == (0.3, 0.45, 100)
@@ -492,11 +492,11 @@ def test_a_known_box_comes_back_in_the_photos_pixels_through_the_exported_model(
     spec = _spec("known2", weights=f"path:{known.write(tmp_path / 'known2.weights')}")
     assert build_one(spec, tmp_path / "repo", tmp_path).status == "built"
     runner = DetectorRunner(store.find_model(tmp_path / "repo", "known2"))
-    portrait = np.ascontiguousarray(photo[:, :300])  # 300 x 576 -> 217 x 416, 99 columns of grey on the left
+    portrait = np.ascontiguousarray(photo[:, :300])  # 300 x 576 -> 216 x 416 (darknet truncates), 100 grey columns
     (found,) = runner.detect(portrait, score_threshold=0.5)["detections"]
     assert found["label"] == "person" and found["score"] == pytest.approx(0.75, abs=1e-4)
-    scale_x, scale_y = 217 / 300, 416 / 576
-    np.testing.assert_allclose(found["box"], [(300.0 - 99) / scale_x, 380.0 / scale_y, 300.0, 576.0], atol=1e-2)
+    scale_x, scale_y = 216 / 300, 416 / 576
+    np.testing.assert_allclose(found["box"], [(300.0 - 100) / scale_x, 380.0 / scale_y, 300.0, 576.0], atol=1e-2)
 
 
 # --- the decoder on synthetic region outputs ------------------------------------------------------
@@ -587,3 +587,31 @@ def test_letterbox_places_the_photo_centred_and_maps_back_exactly():
     gray = photo[..., 0]
     geometry = detect.DetectGeometry((416, 416), REGION, detect.Thresholds(), {})
     assert detect.prepare(gray, geometry)[0].shape == (416, 416, 3)  # grayscale photos become RGB
+
+
+@pytest.mark.parametrize("photo", ["dog.jpg", "person.jpg", "horses.jpg"])
+def test_the_served_letterbox_is_darknets_own_to_half_a_grey_level(photo):
+    """No training/serving skew: the detector card's transform (``library: darknet``) against libdarknet's own
+    ``letterbox_image`` (resize_image, then centred on 0.5 grey) on the package's photos. darknet keeps floats;
+    the served input is uint8, so half a grey level is the whole difference."""
+    import ctypes
+
+    class Image(ctypes.Structure):
+        _fields_ = [("w", ctypes.c_int), ("h", ctypes.c_int), ("c", ctypes.c_int),
+                    ("data", ctypes.POINTER(ctypes.c_float))]
+
+    lib = _libdarknet()
+    lib.letterbox_image.restype = Image
+    lib.letterbox_image.argtypes = [Image, ctypes.c_int, ctypes.c_int]
+    lib.free_image.argtypes = [Image]
+    pixels = decode_image(darknet_files.sample_photo(photo).read_bytes()).pixels
+    chw = np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32) / 255
+    boxed = lib.letterbox_image(Image(pixels.shape[1], pixels.shape[0], 3,
+                                      chw.ctypes.data_as(ctypes.POINTER(ctypes.c_float))), 416, 416)
+    try:
+        reference = np.ctypeslib.as_array(boxed.data, shape=(3, 416, 416)).transpose(1, 2, 0) * 255
+    finally:
+        reference = reference.copy()
+        lib.free_image(boxed)
+    served, _ = letterbox(pixels, (416, 416))  # the card's defaults: darknet's resize, grey 127
+    assert np.abs(served.astype(np.float32) - reference).max() <= 0.5 + 1e-3

@@ -347,3 +347,18 @@ def test_square_face_crop_near_the_border_pads_with_zeros():
     assert crop[-10:, -10:].min() == 180  # inside the image
     outside, _ = square_face_crop(img, (500, 500, 600, 600))
     assert outside.max() == 0
+
+
+def test_the_named_resizes_refuse_what_their_library_cannot_do_and_keep_shapes():
+    from lensgraph.imaging.resize import DARKNET_BILINEAR, ResizeSpec, resize_to
+
+    for bad in (("darknet", "bilinear", True), ("opencv", "bilinear", True), ("pil", "bilinear", False),
+                ("darknet", "bicubic", False), ("cuda", "bilinear", False)):
+        with pytest.raises(ValueError):
+            ResizeSpec(*bad)
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    assert resize_to(gray, (8, 6), DARKNET_BILINEAR).shape == (6, 8)
+    one = np.full((1, 1, 3), 200, np.uint8)
+    np.testing.assert_array_equal(resize_to(one, (5, 4), DARKNET_BILINEAR), np.full((4, 5, 3), 200, np.uint8))
+    ramp = np.tile(np.array([0, 100, 200], np.uint8), (3, 1))  # corners aligned: ends kept, middle interpolated
+    np.testing.assert_array_equal(resize_to(ramp, (5, 3), DARKNET_BILINEAR)[0], [0, 50, 100, 150, 200])
