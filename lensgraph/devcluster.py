@@ -63,6 +63,21 @@ def descendants(roots: list[int]) -> set[int]:
     return found
 
 
+def with_environment(name: str, value: str) -> set[int]:
+    """Live processes whose environment holds ``name=value``: a cluster's, by its unique auth token, even
+    those that were re-parented to init when their parent died (Serve's HAProxy during a fast stop)."""
+    wanted = f"{name}={value}".encode()
+    found = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if wanted in environ.read_bytes().split(b"\0"):
+                found.add(int(environ.parent.name))
+        except (OSError, ValueError):
+            continue
+    found.discard(os.getpid())
+    return found
+
+
 def kill_all(pids: set[int]) -> None:
     for pid in pids:
         try:
@@ -247,7 +262,7 @@ class LocalCluster:
                 node.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 pass
-        kill_all(stragglers)
+        kill_all(stragglers | with_environment("RAY_AUTH_TOKEN", self.token))
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
