@@ -248,9 +248,9 @@ class LocalCluster:
         stragglers = descendants([n.process.pid for n in self.nodes])
         for node in reversed(self.nodes):
             node.kill(signal.SIGTERM)
-        # A throwaway cluster needs no graceful Ray shutdown: `ray start --block` took the whole 15 s it was
-        # given on every test module's teardown (3 minutes of the suite); what outlives a short grace is killed.
-        deadline = time.monotonic() + 4
+        # Ray's own stop is given its time: cut to 4 s, Serve's HAProxy was killed mid-reload and its state in
+        # /tmp/haproxy-serve crashed the next cluster's HAProxy (CI, 2026-12-04). What outlives it is killed.
+        deadline = time.monotonic() + 15
         for node in self.nodes:
             try:
                 node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
