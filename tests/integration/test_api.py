@@ -158,13 +158,21 @@ def test_concurrent_requests_up_to_the_admission_limit_succeed_and_form_batches(
                 for _ in range(limit)
             ))
 
-    responses = asyncio.run(burst())
-    assert [r.status_code for r in responses] == [200] * limit
-    assert {r.json()["predictions"][0]["class_id"] for r in responses} == {0}
-    after = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
-    new_batches = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
-    assert sum(size * count for size, count in new_batches.items()) == limit
-    assert max(new_batches) > 1, f"no batch larger than 1 formed: {new_batches}"
+    # Whether a burst's requests meet in one batch depends on how fast the ingress hands them on (a loaded CI
+    # machine can space them out): up to three bursts, and at least one of them must form a batch larger than 1.
+    seen = []
+    for _ in range(3):
+        responses = asyncio.run(burst())
+        assert [r.status_code for r in responses] == [200] * limit
+        assert {r.json()["predictions"][0]["class_id"] for r in responses} == {0}
+        after = server.models()["classifier"]["info"]["replica"]["batch_size_counts"]
+        new_batches = {int(k): v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+        assert sum(size * count for size, count in new_batches.items()) == limit
+        seen.append(new_batches)
+        if max(new_batches) > 1:
+            break
+        before = after
+    assert max(seen[-1]) > 1, f"no batch larger than 1 formed in {len(seen)} bursts: {seen}"
 
 
 def _error(response: httpx.Response, status: int, code: str) -> dict:
