@@ -37,6 +37,7 @@ import yaml
 from lensgraph import __version__, settings
 from lensgraph.errors import LensgraphError, WeightsNotFound
 from lensgraph.repository import store
+from lensgraph.repository.build import replace_dir
 from lensgraph.repository.fingerprint import fingerprint
 from lensgraph.repository.weights import sha256_file
 
@@ -250,7 +251,7 @@ def import_saved_model(
         card = _card(saved_model, source_sha, name, version, signature, task, mean, std, report, options, command)
         (scratch / store.CARD_FILE).write_text(yaml.safe_dump(card, sort_keys=False, width=120))
         if replace:
-            _replace_dir(scratch, target)
+            replace_dir(scratch, target)
         else:
             target.mkdir(parents=True, exist_ok=True)
             (target / CALIBRATION_FILE).unlink(missing_ok=True)  # a stale one would describe other weights
@@ -319,14 +320,3 @@ def _card(saved_model: Path, source_sha: str, name: str, version: int, signature
             "python": sys.version.split()[0],
         },
     }
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move ``new`` into place as ``target`` (a repository version folder or ``--output``) whole."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    old = target.with_name(f".old-{target.name}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)

@@ -79,7 +79,7 @@ def build_one(spec: ModelSpec, root: Path, config_dir: Path, force: bool = False
     try:
         write_artifact(spec, weight_source, weight_path, labels_path, checksums, scratch, print_, command,
                        config_dir=config_dir)
-        _replace_dir(scratch, target)
+        replace_dir(scratch, target)
     except LensgraphError as exc:
         return BuildResult(spec.name, "failed", exc.message)
     except Exception as exc:  # an export can fail in many ways; report it, build the rest
@@ -319,7 +319,8 @@ def _card(spec: ModelSpec, source: WeightSource, checksums: dict, report, print_
     }
 
 
-def _replace_dir(new: Path, target: Path) -> None:
+def replace_dir(new: Path, target: Path) -> None:
+    """Move ``new`` into place as ``target`` whole (a failed build or import never leaves half a model)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     old = target.with_name(f".old-{target.name}")
     shutil.rmtree(old, ignore_errors=True)
